@@ -1,0 +1,152 @@
+"""The on-disk feature cache: fingerprinted keys, atomic writes, verified reads.
+
+An entry is a folder ``<root>/features/<key[:2]>/<key>/`` holding ``features.safetensors``
+(arrays, no pickle) and ``manifest.json`` (format version, stage order, the arrays'
+SHA-256). Entries are written to a temporary folder and renamed into place, so a
+reader sees a whole entry or none. An entry that fails verification is reported with a
+warning and recomputed, never trusted. Folder names come from hashes only, never from
+user strings, so the cache cannot write outside its root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from pytest_medprobe.extract import FeatureBank, SplitFeatures
+
+FORMAT_VERSION = 1
+FEATURES_FILE = "features.safetensors"
+MANIFEST_FILE = "manifest.json"
+LOCK_TIMEOUT_S = 3600.0  # a 7B extraction of a few thousand images can take this long
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be trusted and is recomputed."""
+
+
+def cache_key(parts: Mapping[str, object]) -> str:
+    """SHA-256 of the canonical JSON of everything the features depend on."""
+    canonical = json.dumps({**parts, "format_version": FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bank_arrays(bank: FeatureBank) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for split_name, split in (("fit", bank.fit), ("test", bank.test)):
+        for stage, values in split.stages.items():
+            arrays[f"{split_name}/stage/{stage}"] = np.ascontiguousarray(values)
+        arrays[f"{split_name}/answers"] = np.ascontiguousarray(split.answers)
+        arrays[f"{split_name}/letter_logits"] = np.ascontiguousarray(split.letter_logits)
+    return arrays
+
+
+def _split_from(arrays: Mapping[str, np.ndarray], split: str, stage_names: tuple[str, ...]) -> SplitFeatures:
+    return SplitFeatures(
+        stages={name: arrays[f"{split}/stage/{name}"] for name in stage_names},
+        answers=arrays[f"{split}/answers"],
+        letter_logits=arrays[f"{split}/letter_logits"],
+    )
+
+
+class FeatureCache:
+    """Feature banks on disk under ``root``, one entry per cache key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def entry_dir(self, key: str) -> Path:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError(f"cache keys are SHA-256 hex digests, got {key!r}")
+        return self.root / "features" / key[:2] / key
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the inter-process lock of one entry, so one process extracts it."""
+        from filelock import FileLock, Timeout
+
+        lock_path = self.entry_dir(key).with_suffix(".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
+                yield
+        except Timeout:
+            raise TimeoutError(
+                f"the feature cache entry {key[:12]} has been locked by another process for "
+                f"{LOCK_TIMEOUT_S:.0f} s ({lock_path}); if no other run is extracting, delete "
+                "the lock file."
+            ) from None
+
+    def load(self, key: str) -> FeatureBank | None:
+        """The cached bank, or None when absent or not trustworthy (with a warning)."""
+        entry = self.entry_dir(key)
+        manifest_path = entry / MANIFEST_FILE
+        if not manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if manifest.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format version {manifest.get('format_version')} != {FORMAT_VERSION}")
+            features_path = entry / FEATURES_FILE
+            if _file_sha256(features_path) != manifest["sha256"]:
+                raise ValueError("checksum mismatch")
+            from safetensors.numpy import load_file
+
+            arrays = load_file(str(features_path))
+            stage_names = tuple(manifest["stage_names"])
+            return FeatureBank(
+                stage_names=stage_names,
+                has_image_view=bool(manifest["has_image_view"]),
+                fit=_split_from(arrays, "fit", stage_names),
+                test=_split_from(arrays, "test", stage_names),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                CacheWarning(f"feature cache entry {entry} is unusable ({exc}); extracting again"),
+                stacklevel=2,
+            )
+            return None
+
+    def store(self, key: str, bank: FeatureBank, description: Mapping[str, object]) -> Path:
+        """Write ``bank`` atomically; ``description`` goes into the manifest for people."""
+        from safetensors.numpy import save_file
+
+        entry = self.entry_dir(key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=entry.parent))
+        try:
+            features_path = staging / FEATURES_FILE
+            save_file(_bank_arrays(bank), str(features_path))
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "key": key,
+                "stage_names": list(bank.stage_names),
+                "has_image_view": bank.has_image_view,
+                "sha256": _file_sha256(features_path),
+                "description": dict(description),
+            }
+            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            if entry.exists():  # an entry that failed verification
+                shutil.rmtree(entry)
+            os.replace(staging, entry)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return entry

@@ -1,0 +1,357 @@
+"""Every setting of pytest-medprobe: its flag, its ini key, its default, its parser.
+
+Settings resolve in one place, ``resolve_settings``: command line, else ini, else default.
+Values are converted and checked when read; a bad value raises ``MedprobeUsageError``
+naming the setting, the value and what is allowed. The result is frozen in
+``MedprobeSettings``. This module imports nothing heavy, so ``pytest --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pytest_medprobe.errors import MedprobeUsageError
+
+DEFAULT_MODEL = "tiny-llava"
+DEFAULT_DATASET = "synthetic-lesions"
+DEFAULT_CACHE_DIR = ".medprobe-cache"
+
+Decision = Literal["point", "confident-fail", "confident-pass"]
+DECISIONS: tuple[Decision, ...] = ("point", "confident-fail", "confident-pass")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing setting: a command-line flag with an ini twin."""
+
+    dest: str  # attribute name on MedprobeSettings and on pytest's option namespace
+    flag: str  # command-line flag, e.g. "--max-connector-loss"
+    ini: str  # ini key, e.g. "medprobe_max_connector_loss"
+    help: str
+    default: object  # already parsed
+    ini_type: str = "string"  # pytest addini type
+    repeatable: bool = False
+    is_switch: bool = False  # a flag without a value
+
+
+def _setting(dest: str, flag: str, help: str, default: object, **kwargs: object) -> Setting:
+    ini = "medprobe_" + flag.removeprefix("--").removeprefix("medprobe-").replace("-", "_")
+    return Setting(dest=dest, flag=flag, ini=ini, help=help, default=default, **kwargs)  # type: ignore[arg-type]
+
+
+MODEL = _setting(
+    "model",
+    "--model",
+    "model to audit: a registry name, NAME=DIR, or a checkpoint directory (repeatable); "
+    f"default: {DEFAULT_MODEL}",
+    (DEFAULT_MODEL,),
+    ini_type="linelist",
+    repeatable=True,
+)
+DATASET = _setting(
+    "dataset",
+    "--dataset",
+    "labelled image set: synthetic-lesions, medmnist:<flag>[_<size>], folder:<dir> "
+    f"(repeatable); default: {DEFAULT_DATASET}",
+    (DEFAULT_DATASET,),
+    ini_type="linelist",
+    repeatable=True,
+)
+DATA_ROOT = _setting(
+    "data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None
+)
+DEVICE = _setting("device", "--device", "auto, cpu, cuda or cuda:<i>; default auto", "auto")
+DTYPE = _setting("dtype", "--dtype", "auto, float32, bfloat16 or float16; default auto", "auto")
+BATCH_SIZE = _setting("batch_size", "--batch-size", "images per forward pass; default 16", 16)
+MAX_SAMPLES = _setting(
+    "max_samples",
+    "--max-samples",
+    "cap on each split's size, stratified and seed-fixed; 'none' for no cap (default)",
+    None,
+)
+SEED = _setting("seed", "--seed", "seed of splits, sampling, probes and bootstrap; default 0", 0)
+CACHE = _setting(
+    "cache_dir",
+    "--medprobe-cache",
+    f"feature cache folder, relative to the rootdir unless absolute; default {DEFAULT_CACHE_DIR}",
+    DEFAULT_CACHE_DIR,
+)
+REFRESH = _setting(
+    "refresh",
+    "--medprobe-refresh",
+    "ignore cached features and extract them again",
+    False,
+    ini_type="bool",
+    is_switch=True,
+)
+JSON = _setting("json_path", "--medprobe-json", "write the results file (JSON) to this path", None)
+DECISION = _setting(
+    "decision",
+    "--medprobe-decision",
+    "how intervals decide verdicts: point (default), confident-fail, confident-pass",
+    "point",
+)
+BOOTSTRAP = _setting(
+    "n_bootstrap", "--medprobe-bootstrap", "bootstrap resamples per interval; default 1000", 1000
+)
+PROBE_C = _setting(
+    "probe_c", "--medprobe-probe-c", "inverse L2 strength C of the linear probes; default 1.0", 1.0
+)
+MIN_VISION_GAIN = _setting(
+    "min_vision_gain",
+    "--min-vision-gain",
+    "audit 1 fails when score(vision) - score(pixels) is below this; default 0.0",
+    0.0,
+)
+MIN_VISION_SCORE = _setting(
+    "min_vision_score",
+    "--min-vision-score",
+    "audit 1 also fails when score(vision) is below this (e.g. a CNN's accuracy); default none",
+    None,
+)
+MAX_CONNECTOR_LOSS = _setting(
+    "max_connector_loss",
+    "--max-connector-loss",
+    "audit 2 fails when score(vision) - score(connector) exceeds this; default 0.03",
+    0.03,
+)
+MAX_LAYER_DROP = _setting(
+    "max_layer_drop",
+    "--max-layer-drop",
+    "audit 3 fails when a decoder layer loses more than this (image view); default 0.05",
+    0.05,
+)
+MAX_LLM_LOSS = _setting(
+    "max_llm_loss",
+    "--max-llm-loss",
+    "audit 3 fails when score(connector) - score(last layer @answer) exceeds this; default 0.10",
+    0.10,
+)
+MAX_SEMANTIC_GAP = _setting(
+    "max_semantic_gap",
+    "--max-semantic-gap",
+    "audit 4 fails when score(last layer @answer) - score(answer) exceeds this; default 0.10",
+    0.10,
+)
+MIN_HEALTH = _setting(
+    "min_health", "--min-health", "the health audit fails below this health; default 0.6", 0.6
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    MODEL,
+    DATASET,
+    DATA_ROOT,
+    DEVICE,
+    DTYPE,
+    BATCH_SIZE,
+    MAX_SAMPLES,
+    SEED,
+    CACHE,
+    REFRESH,
+    JSON,
+    DECISION,
+    BOOTSTRAP,
+    PROBE_C,
+    MIN_VISION_GAIN,
+    MIN_VISION_SCORE,
+    MAX_CONNECTOR_LOSS,
+    MAX_LAYER_DROP,
+    MAX_LLM_LOSS,
+    MAX_SEMANTIC_GAP,
+    MIN_HEALTH,
+)
+THRESHOLD_SETTINGS: tuple[Setting, ...] = (
+    MIN_VISION_GAIN,
+    MIN_VISION_SCORE,
+    MAX_CONNECTOR_LOSS,
+    MAX_LAYER_DROP,
+    MAX_LLM_LOSS,
+    MAX_SEMANTIC_GAP,
+    MIN_HEALTH,
+)
+
+
+def setting_names(setting: Setting) -> str:
+    """How messages name a setting: both of its spellings."""
+    return f"{setting.flag} / ini {setting.ini}"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The resolved audit thresholds (metrics.md §3 and §5), in raw balanced-accuracy points."""
+
+    min_vision_gain: float = 0.0
+    min_vision_score: float | None = None
+    max_connector_loss: float = 0.03
+    max_layer_drop: float = 0.05
+    max_llm_loss: float = 0.10
+    max_semantic_gap: float = 0.10
+    min_health: float = 0.6
+
+
+@dataclass(frozen=True)
+class MedprobeSettings:
+    """Every setting after CLI > ini > default resolution, converted and checked."""
+
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    data_root: Path | None
+    device: str
+    dtype: str
+    batch_size: int
+    max_samples: int | None
+    seed: int
+    cache_dir: Path
+    refresh: bool
+    json_path: Path | None
+    decision: Decision
+    n_bootstrap: int
+    probe_c: float
+    thresholds: Thresholds
+
+
+def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
+    return MedprobeUsageError(
+        f"{setting_names(setting)}: got {value!r}; allowed: {allowed}."
+    )
+
+
+def _parse_int(setting: Setting, raw: object, minimum: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise _usage(setting, raw, f"a whole number >= {minimum}") from None
+    if value < minimum:
+        raise _usage(setting, raw, f"a whole number >= {minimum}")
+    return value
+
+
+def _parse_fraction(setting: Setting, raw: object) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise _usage(setting, raw, "a number from 0 to 1 (balanced-accuracy points)") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise _usage(setting, raw, "a number from 0 to 1 (balanced-accuracy points)")
+    return value
+
+
+def _parse_optional_fraction(setting: Setting, raw: object) -> float | None:
+    if raw is None or str(raw).strip().lower() in ("", "none"):
+        return None
+    return _parse_fraction(setting, raw)
+
+
+def _parse_max_samples(raw: object) -> int | None:
+    if raw is None or str(raw).strip().lower() in ("", "none"):
+        return None
+    return _parse_int(MAX_SAMPLES, raw, 1)
+
+
+def _parse_device(raw: object) -> str:
+    value = str(raw).strip()
+    if value in ("auto", "cpu", "cuda"):
+        return value
+    if value.startswith("cuda:") and value.removeprefix("cuda:").isdigit():
+        return value
+    raise _usage(DEVICE, raw, "auto, cpu, cuda or cuda:<index>")
+
+
+def _parse_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str:
+    value = str(raw).strip()
+    if value not in choices:
+        raise _usage(setting, raw, ", ".join(choices))
+    return value
+
+
+def _parse_positive_float(setting: Setting, raw: object) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise _usage(setting, raw, "a positive number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise _usage(setting, raw, "a positive number")
+    return value
+
+
+def _parse_names(setting: Setting, raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    names = tuple(str(item).strip() for item in raw or () if str(item).strip())  # type: ignore[attr-defined]
+    if not names:
+        raise _usage(setting, raw, "at least one name")
+    return tuple(dict.fromkeys(names))  # repeated values audit once
+
+
+def _parse_bool(setting: Setting, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise _usage(setting, raw, "true or false")
+
+
+def pick(setting: Setting, cli: Mapping[str, object], ini: Mapping[str, object]) -> object:
+    """The raw value of one setting: command line, else ini, else the default."""
+    from_cli = cli.get(setting.dest)
+    if from_cli is not None and from_cli != [] and from_cli is not False:
+        return from_cli
+    from_ini = ini.get(setting.ini)
+    if from_ini is not None and from_ini != [] and from_ini != "":
+        return from_ini
+    return setting.default
+
+
+def resolve_settings(
+    cli: Mapping[str, object], ini: Mapping[str, object], rootdir: Path
+) -> MedprobeSettings:
+    """Resolve every setting (CLI > ini > default) and check it.
+
+    ``cli`` maps ``Setting.dest`` to the parsed command-line value (None when absent);
+    ``ini`` maps ``Setting.ini`` to the ini value (None or empty when absent).
+    """
+    get: Callable[[Setting], object] = lambda setting: pick(setting, cli, ini)  # noqa: E731
+
+    def path_or_none(setting: Setting) -> Path | None:
+        raw = get(setting)
+        if raw is None or str(raw).strip() == "":
+            return None
+        return Path(str(raw)).expanduser()
+
+    cache_dir = Path(str(get(CACHE))).expanduser()
+    if not cache_dir.is_absolute():
+        cache_dir = rootdir / cache_dir
+    thresholds = Thresholds(
+        min_vision_gain=_parse_fraction(MIN_VISION_GAIN, get(MIN_VISION_GAIN)),
+        min_vision_score=_parse_optional_fraction(MIN_VISION_SCORE, get(MIN_VISION_SCORE)),
+        max_connector_loss=_parse_fraction(MAX_CONNECTOR_LOSS, get(MAX_CONNECTOR_LOSS)),
+        max_layer_drop=_parse_fraction(MAX_LAYER_DROP, get(MAX_LAYER_DROP)),
+        max_llm_loss=_parse_fraction(MAX_LLM_LOSS, get(MAX_LLM_LOSS)),
+        max_semantic_gap=_parse_fraction(MAX_SEMANTIC_GAP, get(MAX_SEMANTIC_GAP)),
+        min_health=_parse_fraction(MIN_HEALTH, get(MIN_HEALTH)),
+    )
+    return MedprobeSettings(
+        models=_parse_names(MODEL, get(MODEL)),
+        datasets=_parse_names(DATASET, get(DATASET)),
+        data_root=path_or_none(DATA_ROOT),
+        device=_parse_device(get(DEVICE)),
+        dtype=_parse_choice(DTYPE, get(DTYPE), DTYPES),
+        batch_size=_parse_int(BATCH_SIZE, get(BATCH_SIZE), 1),
+        max_samples=_parse_max_samples(get(MAX_SAMPLES)),
+        seed=_parse_int(SEED, get(SEED), 0),
+        cache_dir=cache_dir,
+        refresh=_parse_bool(REFRESH, get(REFRESH)),
+        json_path=path_or_none(JSON),
+        decision=_parse_choice(DECISION, get(DECISION), DECISIONS),  # type: ignore[arg-type]
+        n_bootstrap=_parse_int(BOOTSTRAP, get(BOOTSTRAP), 1),
+        probe_c=_parse_positive_float(PROBE_C, get(PROBE_C)),
+        thresholds=thresholds,
+    )

@@ -1,0 +1,243 @@
+"""The probe curve: one balanced-accuracy score per stage, with paired-bootstrap intervals.
+
+``ProbeCurve`` is what the ``probe_curve`` fixture hands to user audits, and what health,
+failure modes and the reports read. It holds numbers only (no probes, no features) and
+renders itself readably, so that a failed ``assert`` on it explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pytest_medprobe.stages import ANSWER, CONNECTOR, PIXELS, VISION, StageKey, parse_stage
+
+CONFIDENCE = 95  # percent, of every interval the package prints
+
+
+def percentile_interval(samples: np.ndarray, point: float) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap ``samples: [B]``, widened to hold ``point``.
+
+    Balanced accuracy is a ratio and health takes a maximum, so on small test sets the
+    resampled values can sit to one side of the point estimate; an interval printed next
+    to a score that it does not contain reads as a bug, and widening costs nothing else.
+    """
+    tail = (100 - CONFIDENCE) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(min(low, point)), float(max(high, point))
+
+
+def format_interval(low: float, high: float) -> str:
+    """``(95% CI 0.031–0.071)``; with a negative bound "to", since a dash then reads as a minus."""
+    separator = " to " if min(low, high) < 0 else "–"
+    return f"({CONFIDENCE}% CI {low:.3f}{separator}{high:.3f})"
+
+
+class Difference(float):
+    """``score(a) - score(b)``, a float that carries its paired 95% interval.
+
+    A float so that user audits compare and compute with it directly; its repr names
+    both stages and the interval, so pytest's assertion message explains a failure.
+    """
+
+    __slots__ = ("a", "b", "low", "high")
+    a: str
+    b: str
+    low: float
+    high: float
+
+    def __new__(cls, value: float, a: str, b: str, low: float, high: float) -> Difference:
+        self = super().__new__(cls, value)
+        self.a, self.b, self.low, self.high = a, b, low, high
+        return self
+
+    def __repr__(self) -> str:
+        return f"loss {self.a}→{self.b} = {float(self):.3f} {format_interval(self.low, self.high)}"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, ...]:  # __new__ needs more than the float
+        return (Difference, (float(self), self.a, self.b, self.low, self.high))
+
+
+@dataclass(frozen=True)
+class StageScore:
+    """One score with its 95% interval (``curve.answer``, ``curve.pixels``)."""
+
+    stage: str
+    score: float
+    low: float
+    high: float
+
+
+class UnknownStageError(KeyError):
+    """A stage name the curve does not have; the message lists those it has."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, eq=False)  # identity equality: the fields hold arrays
+class ProbeCurve:
+    """Scores of every probe stage, of the model's ``answer`` and of the ``pixels`` baseline."""
+
+    stage_names: tuple[str, ...]  # ordered probe stages (stages.stage_order)
+    scores: Mapping[str, float]  # every probe stage, plus "answer" and "pixels"
+    bootstrap: Mapping[str, np.ndarray]  # same keys; [B], all from one set of resamples
+    n_classes: int
+    has_image_view: bool
+    unconverged: tuple[str, ...] = ()  # stages whose probe hit max_iter
+    n_fit: int = 0
+    n_test: int = 0
+    _keys: dict[str, StageKey] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keys = {name: parse_stage(name) for name in self.stage_names}
+        bad = [name for name, key in keys.items() if key.kind in ("answer", "pixels") or key.name != name]
+        if bad or len(keys) != len(self.stage_names):
+            raise ValueError(f"probe stages must be distinct canonical probe stage names, got {bad or self.stage_names}")
+        needed = [*self.stage_names, ANSWER, PIXELS]
+        absent = [name for name in needed if name not in self.scores or name not in self.bootstrap]
+        if absent:
+            raise ValueError(f"the curve lacks scores or bootstrap samples for {', '.join(absent)}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {self.n_classes}")
+        views = {key.view for key in keys.values() if key.kind == "llm"}
+        if VISION not in keys or CONNECTOR not in keys or "answer" not in views:
+            raise ValueError("a probe curve needs vision, connector and at least one llm.<j>@answer stage")
+        if self.has_image_view != ("image" in views):
+            raise ValueError(f"has_image_view={self.has_image_view} disagrees with the stages {self.stage_names}")
+        frozen: dict[str, np.ndarray] = {}
+        for name in needed:
+            samples = np.array(self.bootstrap[name], dtype=np.float64)  # a private copy
+            samples.setflags(write=False)
+            frozen[name] = samples
+        if len({samples.shape for samples in frozen.values()}) != 1 or frozen[ANSWER].ndim != 1:
+            raise ValueError("every stage needs the same number of bootstrap samples, as a [B] array")
+        object.__setattr__(self, "bootstrap", frozen)
+        object.__setattr__(self, "scores", {name: float(self.scores[name]) for name in needed})
+        object.__setattr__(self, "_keys", keys)
+
+    # -- looking stages up -------------------------------------------------------------
+
+    def _name(self, stage: str) -> str:
+        """The canonical name of a probe stage, ``answer`` or ``pixels``; else a helpful KeyError."""
+        try:
+            name = parse_stage(stage).name
+        except ValueError as exc:
+            raise UnknownStageError(f"{exc}. This curve has: {self._available()}") from None
+        if name not in self.scores:
+            raise UnknownStageError(f"this curve has no stage {stage!r}; it has: {self._available()}")
+        return name
+
+    def _available(self) -> str:
+        return ", ".join([*self.stage_names, ANSWER, PIXELS])
+
+    def _of_kind(self, kind: str, view: str | None = None) -> tuple[str, ...]:
+        return tuple(n for n, k in self._keys.items() if k.kind == kind and (view is None or k.view == view))
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The ordered probe stages (not ``answer``, not ``pixels``)."""
+        return self.stage_names
+
+    @property
+    def vision_blocks(self) -> tuple[str, ...]:
+        return self._of_kind("vision_block")
+
+    @property
+    def image_view(self) -> tuple[str, ...]:
+        """``llm.j`` stages in order; empty for models whose images never enter the tokens."""
+        return self._of_kind("llm", "image")
+
+    @property
+    def answer_view(self) -> tuple[str, ...]:
+        return self._of_kind("llm", "answer")
+
+    @property
+    def last_layer_answer(self) -> str:
+        """``llm.{L-1}@answer``: where the model forms its answer."""
+        return self.answer_view[-1]
+
+    @property
+    def health_curve_stages(self) -> tuple[str, ...]:
+        """The stages of metrics.md §5's curve c, in order."""
+        if self.has_image_view:
+            return (VISION, CONNECTOR, *self.image_view)
+        return self.answer_view
+
+    # -- numbers -----------------------------------------------------------------------
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.n_classes
+
+    @property
+    def n_bootstrap(self) -> int:
+        return len(self.bootstrap[ANSWER])
+
+    def score(self, stage: str) -> float:
+        """Balanced accuracy of the probe at ``stage`` (or of ``answer``, ``pixels``)."""
+        return self.scores[self._name(stage)]
+
+    def samples(self, stage: str) -> np.ndarray:
+        """``[B]`` bootstrap scores; the same resamples for every stage (read-only)."""
+        return self.bootstrap[self._name(stage)]
+
+    def interval(self, stage: str) -> tuple[float, float]:
+        """The 95% percentile-bootstrap interval of ``score(stage)``."""
+        return percentile_interval(self.samples(stage), self.score(stage))
+
+    def _normalize(self, scores: np.ndarray | float) -> np.ndarray:
+        return np.clip((np.asarray(scores) - self.chance) / (1.0 - self.chance), 0.0, 1.0)
+
+    def normalized(self, stage: str) -> float:
+        """n = clip((s - 1/K) / (1 - 1/K), 0, 1): 0 at chance, 1 when perfect."""
+        return float(self._normalize(self.score(stage)))
+
+    def normalized_samples(self, stage: str) -> np.ndarray:
+        return self._normalize(self.samples(stage))
+
+    def loss(self, a: str, b: str) -> Difference:
+        """``score(a) - score(b)`` with the interval of the paired differences."""
+        a, b = self._name(a), self._name(b)
+        point = self.scores[a] - self.scores[b]
+        low, high = percentile_interval(self.bootstrap[a] - self.bootstrap[b], point)
+        return Difference(point, a, b, low, high)
+
+    def stage_score(self, stage: str) -> StageScore:
+        low, high = self.interval(stage)
+        return StageScore(self._name(stage), self.score(stage), low, high)
+
+    @property
+    def answer(self) -> StageScore:
+        return self.stage_score(ANSWER)
+
+    @property
+    def pixels(self) -> StageScore:
+        return self.stage_score(PIXELS)
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The ``stages`` list of the results file: probe stages in order."""
+        return [
+            {"stage": s.stage, "score": s.score, "low": s.low, "high": s.high}
+            for s in map(self.stage_score, self.stage_names)
+        ]
+
+    def __repr__(self) -> str:
+        names = [PIXELS, *self.stage_names, ANSWER]
+        width = max(map(len, names))
+        lines = [
+            f"ProbeCurve: {self.n_classes} classes (chance {self.chance:.3f}), n_fit={self.n_fit}, "
+            f"n_test={self.n_test}; balanced accuracy [{CONFIDENCE}% CI of {self.n_bootstrap} resamples]"
+        ]
+        for s in map(self.stage_score, names):
+            lines.append(f"  {s.stage:<{width}}  {s.score:.3f} [{s.low:.3f}, {s.high:.3f}]")
+        if self.unconverged:
+            lines.append(f"  probes that did not converge: {', '.join(self.unconverged)}")
+        return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The labelled image sets pytest-medprobe audits on, by the name a user gives.
+
+Three forms: ``synthetic-lesions`` (embedded, generated), ``medmnist:<flag>[_<size>]``
+(a MedMNIST file on disk) and ``folder:<dir>`` (one sub-folder per class). This module
+parses a spec and hands it to its reader; ``check_dataset_spec`` validates it up front
+without loading images, so a typo stops the run before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_medprobe.data import folder, medmnist, synthetic
+import numpy as np
+
+from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
+from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+
+__all__ = ["KNOWN_DATASETS", "ProbeDataset", "check_dataset_spec", "dataset_short_name", "load_dataset"]
+
+KNOWN_DATASETS: tuple[str, ...] = (
+    synthetic.NAME,
+    f"{medmnist.PREFIX}<flag>[_<size>] with flag one of {', '.join(medmnist.MULTI_CLASS_FLAGS)} "
+    f"and size one of 64, 128, 224 (no suffix: 28)",
+    f"{folder.PREFIX}<dir>",
+)
+
+
+def _unknown(spec: str) -> MedprobeUsageError:
+    return MedprobeUsageError(f"dataset {spec!r}: unknown dataset; known forms: {'; '.join(KNOWN_DATASETS)}.")
+
+
+def check_dataset_spec(spec: str, data_root: Path | None) -> None:
+    """Refuse an unusable spec with a ``MedprobeUsageError`` saying what is wrong and how to fix it."""
+    if spec == synthetic.NAME:
+        return
+    if spec.startswith(medmnist.PREFIX):
+        medmnist.check_spec(spec, data_root)
+    elif spec.startswith(folder.PREFIX):
+        try:
+            folder.scan_folder(spec)
+        except DatasetError as exc:  # a folder the user named: a usage problem, found before the run
+            raise MedprobeUsageError(f"dataset {spec!r}: {exc}") from None
+    else:
+        raise _unknown(spec)
+
+
+def load_dataset(spec: str, *, data_root: Path | None, max_samples: int | None, seed: int) -> ProbeDataset:
+    """The dataset of ``spec``, each split capped to ``max_samples`` (stratified, seed-fixed)."""
+    if spec.startswith(medmnist.PREFIX):
+        return medmnist.load_medmnist(spec, data_root, max_samples, seed)
+    if spec.startswith(folder.PREFIX):
+        return folder.load_folder(spec, max_samples, seed)
+    if spec != synthetic.NAME:
+        raise _unknown(spec)
+    full = synthetic.make_synthetic_lesions(seed)
+    fit_rows = stratified_cap(full.fit_labels, max_samples, seed)
+    test_rows = stratified_cap(full.test_labels, max_samples, seed)
+    return ProbeDataset(
+        name=spec,
+        class_names=full.class_names,
+        modality=full.modality,
+        fit_images=as_image_sequence(np.asarray(full.fit_images)[fit_rows]),
+        fit_labels=full.fit_labels[fit_rows],
+        test_images=as_image_sequence(np.asarray(full.test_images)[test_rows]),
+        test_labels=full.test_labels[test_rows],
+        source=full.source,
+        fingerprint=compute_fingerprint({"full": full.fingerprint}, fit_rows, test_rows),
+    )
+
+
+def dataset_short_name(spec: str) -> str:
+    """A short, id-friendly name: ``synthetic-lesions``, ``breastmnist``, ``breastmnist_64``, a folder's name."""
+    if spec.startswith(medmnist.PREFIX):
+        return medmnist.parse_spec(spec).short_name
+    if spec.startswith(folder.PREFIX):
+        path = folder.folder_path(spec)
+        return path.name or path.resolve().name
+    return spec

@@ -1,0 +1,86 @@
+"""Loading a resolved checkpoint directory: model, processor, device and dtype.
+
+Everything loads with ``local_files_only=True``: the tool never reaches the network,
+and ``trust_remote_code`` stays off.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from pytest_medprobe.errors import ModelLoadError
+from pytest_medprobe.models.base import LoadedModel, ModelSource
+from pytest_medprobe.models.registry import ADAPTERS
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(device: str) -> torch.device:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"--device {device}: CUDA is not available on this machine; use --device cpu or auto."
+        )
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        # bfloat16 halves memory on GPUs without float16's overflow risk; CPUs are
+        # fastest and exact in float32.
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model(source: ModelSource, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load model and processor of ``source`` offline, in eval mode, on the chosen device."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    progress_was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # our own progress bar covers the long part
+    try:
+        with warnings.catch_warnings():
+            # Processors of some families announce slow/fast image-processor fallbacks.
+            warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+            processor = AutoProcessor.from_pretrained(source.directory, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(
+                source.directory, local_files_only=True, dtype=torch_dtype
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(
+            f"--model {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
+            "Check that the directory holds the complete checkpoint (weights and processor files)."
+        ) from exc
+    finally:
+        if progress_was_enabled:
+            hf_logging.enable_progress_bar()
+    model = model.to(torch_device).eval()  # type: ignore[arg-type]
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None:
+        raise ModelLoadError(
+            f"--model {source.name!r}: the processor in {source.directory} has no tokenizer; "
+            "save the processor together with the model (processor.save_pretrained(DIR))."
+        )
+    # Left padding puts every prompt's last token in the last column, which is where
+    # the answer is read.
+    tokenizer.padding_side = "left"
+    return LoadedModel(
+        source=source,
+        model=model,
+        processor=processor,
+        adapter=ADAPTERS[source.model_type](),
+        device=torch_device,
+        dtype=torch_dtype,
+    )

@@ -1,0 +1,301 @@
+"""pytest glue: options, ini keys, the marker, fixtures and report hooks. Nothing else.
+
+Everything that computes lives in plain modules (``session``, ``probes``, ``health``,
+``failure_modes``, ``report``); this module turns options into settings, exposes the
+results of each model × dataset pair as fixtures, and hands them to the reporters.
+Heavy libraries (torch, transformers, scikit-learn) are imported only when a fixture
+needs them, so ``pytest --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_medprobe.config import SETTINGS, MedprobeSettings, Thresholds, resolve_settings
+from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+from pytest_medprobe.session import AuditSession, Pair, PairResult
+
+if TYPE_CHECKING:
+    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.data.base import ProbeDataset
+    from pytest_medprobe.extract import FeatureBank
+    from pytest_medprobe.failure_modes import AuditVerdicts, Verdict
+    from pytest_medprobe.health import HealthScores
+    from pytest_medprobe.models.base import LoadedModel
+
+PAIR_FIXTURE = "medprobe_pair"
+MARKER = "medprobe"
+
+SESSION_KEY = pytest.StashKey[AuditSession]()
+PAIR_ERRORS_KEY = pytest.StashKey[dict[Pair, str]]()
+AUDIT_OUTCOMES_KEY = pytest.StashKey[dict[str, str]]()
+VERDICT_KEY = pytest.StashKey["Verdict"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("medprobe", "pytest-medprobe: layer-by-layer audits of medical MLLMs")
+    for setting in SETTINGS:
+        if setting.is_switch:
+            group.addoption(setting.flag, action="store_true", default=None, dest=setting.dest, help=setting.help)
+        elif setting.repeatable:
+            group.addoption(setting.flag, action="append", default=None, dest=setting.dest, help=setting.help)
+        else:
+            group.addoption(setting.flag, default=None, dest=setting.dest, help=setting.help)
+        if setting.ini_type == "linelist":
+            ini_default: object = list(setting.default)  # type: ignore[call-overload]
+        elif setting.ini_type == "bool":
+            ini_default = bool(setting.default)
+        else:
+            ini_default = "" if setting.default is None else str(setting.default)
+        parser.addini(setting.ini, help=setting.help, type=setting.ini_type, default=ini_default)  # type: ignore[arg-type]
+
+
+def _settings_from(config: pytest.Config) -> MedprobeSettings:
+    cli = {setting.dest: config.getoption(setting.dest) for setting in SETTINGS}
+    ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
+    settings = resolve_settings(cli, ini, config.rootpath)
+    from pytest_medprobe.data import check_dataset_spec
+    from pytest_medprobe.models.registry import check_model_spec
+
+    for model in settings.models:
+        check_model_spec(model)
+    for dataset in settings.datasets:
+        check_dataset_spec(dataset, settings.data_root)
+    return settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}: an audit of pytest-medprobe (set on every test that uses its fixtures)"
+    )
+    try:
+        settings = _settings_from(config)
+    except MedprobeUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # tqdm shows the bar only on a terminal, so CI logs stay clean.
+    config.stash[SESSION_KEY] = AuditSession(settings, progress=True)
+    config.stash[PAIR_ERRORS_KEY] = {}
+    config.stash[AUDIT_OUTCOMES_KEY] = {}
+    if config.pluginmanager.hasplugin("html"):
+        from pytest_medprobe.report.html import HtmlReportHooks
+
+        config.pluginmanager.register(HtmlReportHooks(config), "medprobe-html")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if PAIR_FIXTURE in metafunc.fixturenames:
+        pairs = metafunc.config.stash[SESSION_KEY].pairs
+        metafunc.parametrize(PAIR_FIXTURE, pairs, ids=[pair.id for pair in pairs], indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PAIR_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(MARKER)
+
+
+@contextmanager
+def _terminal_visible(config: pytest.Config) -> Iterator[None]:
+    """Let the extraction progress bar reach the terminal while fixtures are captured."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+        yield
+
+
+def _pair_result(request: pytest.FixtureRequest, pair: Pair) -> PairResult:
+    """The pair's results; a data or model problem becomes this test's error, with its message."""
+    errors = request.config.stash[PAIR_ERRORS_KEY]
+    if pair in errors:
+        pytest.fail(errors[pair], pytrace=False)
+    try:
+        with _terminal_visible(request.config):
+            return request.config.stash[SESSION_KEY].result(pair)
+    except MedprobeError as exc:
+        errors[pair] = f"{pair.model} × {pair.dataset}: {exc}"
+        pytest.fail(errors[pair], pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def medprobe_session(request: pytest.FixtureRequest) -> AuditSession:
+    """The audit session: settings, and the results of every model × dataset pair computed so far."""
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def medprobe_pair(request: pytest.FixtureRequest) -> Pair:
+    """The model × dataset pair this test audits (tests are parametrized over every pair)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def medprobe_result(request: pytest.FixtureRequest, medprobe_pair: Pair) -> PairResult:
+    """Everything computed for the pair: features, probe curve, health and verdicts."""
+    return _pair_result(request, medprobe_pair)
+
+
+@pytest.fixture(scope="session")
+def mllm(request: pytest.FixtureRequest, medprobe_pair: Pair) -> LoadedModel:
+    """The loaded model under audit: ``mllm.name``, ``mllm.family``, ``mllm.stage_names()``.
+
+    Example::
+
+        def test_model_has_enough_layers(mllm):
+            assert mllm.n_decoder_layers >= 4
+    """
+    try:
+        return request.config.stash[SESSION_KEY].model(medprobe_pair.model)
+    except MedprobeError as exc:
+        pytest.fail(f"{medprobe_pair.model}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def probe_dataset(medprobe_result: PairResult) -> ProbeDataset:
+    """The labelled image set: ``class_names``, ``modality``, fit/test images and labels, ``fingerprint``.
+
+    Example::
+
+        def test_every_class_is_in_the_test_split(probe_dataset):
+            assert len(set(probe_dataset.test_labels)) == probe_dataset.n_classes
+    """
+    return medprobe_result.dataset
+
+
+@pytest.fixture(scope="session")
+def features(medprobe_result: PairResult) -> FeatureBank:
+    """The cached feature bank: ``features.test.stages["llm.3"]`` is ``[n_test, d]``; answers too.
+
+    Example::
+
+        def test_connector_is_not_constant(features):
+            assert features.test.stages["connector"].std(axis=0).max() > 0
+    """
+    return medprobe_result.features
+
+
+@pytest.fixture(scope="session")
+def probe_curve(medprobe_result: PairResult) -> ProbeCurve:
+    """The probe curve: ``score(stage)``, ``interval(stage)``, ``loss(a, b)`` with its paired interval.
+
+    Example::
+
+        def test_middle_layers_keep_the_lesion(probe_curve):
+            assert probe_curve.loss("connector", "llm.2") <= 0.02
+    """
+    return medprobe_result.curve
+
+
+@pytest.fixture(scope="session")
+def health(medprobe_result: PairResult) -> HealthScores:
+    """Feature-evolution health (metrics.md §5): ``health.health`` and its four components.
+
+    Example::
+
+        def test_model_is_healthy(health):
+            assert health.health >= 0.8, health.weakest
+    """
+    return medprobe_result.health
+
+
+@pytest.fixture(scope="session")
+def verdicts(medprobe_result: PairResult) -> AuditVerdicts:
+    """The verdicts of the four failure modes and of health, under the resolved thresholds.
+
+    Example::
+
+        def test_connector(verdicts, check_verdict):
+            check_verdict(verdicts.connector_fidelity)
+    """
+    return medprobe_result.verdicts
+
+
+@pytest.fixture(scope="session")
+def thresholds(medprobe_session: AuditSession) -> Thresholds:
+    """The resolved thresholds (CLI > ini > default), e.g. ``thresholds.max_connector_loss``."""
+    return medprobe_session.settings.thresholds
+
+
+@pytest.fixture
+def check_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
+    """Fail the test with the verdict's message unless it passed; report it either way.
+
+    The verdict's statistic, interval and threshold go to junit properties, and the HTML
+    row marks the failing segment of the probe curve.
+
+    Example::
+
+        def test_semantic_mapping(verdicts, check_verdict):
+            check_verdict(verdicts.semantic_mapping)
+    """
+
+    def check(verdict: Verdict) -> None:
+        __tracebackhide__ = True
+        request.node.stash[VERDICT_KEY] = verdict
+        # Appended directly rather than through record_property, which warns under the
+        # default junit_family (xunit2); junitxml writes user_properties under every family.
+        properties = request.node.user_properties
+        for name in ("statistic", "low", "high", "threshold"):
+            properties.append((f"medprobe_{verdict.mode}_{name}", round(float(getattr(verdict, name)), 6)))
+        properties.append((f"medprobe_{verdict.mode}_verdict", "pass" if verdict.passed else "fail"))
+        if not verdict.passed:
+            pytest.fail(verdict.message, pytrace=False)
+
+    return check
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if MARKER not in item.keywords:
+        return report
+    outcomes = item.config.stash[AUDIT_OUTCOMES_KEY]
+    if report.when == "setup":
+        outcomes[item.nodeid] = "error" if report.failed else report.outcome
+    elif report.when == "call":
+        outcomes[item.nodeid] = report.outcome
+    elif report.failed:  # an error in teardown spoils a passed test
+        outcomes[item.nodeid] = "error"
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return []
+    settings = session.settings
+    return [
+        f"medprobe: models={', '.join(settings.models)}; datasets={', '.join(settings.datasets)}; "
+        f"cache={settings.cache_dir}; decision={settings.decision}"
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.computed_results:
+        return
+    from pytest_medprobe.report.terminal import summary_lines
+
+    terminalreporter.section("medprobe summary")
+    for line in summary_lines(session.computed_results):
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    audit = config.stash.get(SESSION_KEY, None)
+    if audit is None or audit.settings.json_path is None:
+        return
+    from pytest_medprobe.report.json_results import write_results
+
+    path = audit.settings.json_path
+    if not path.is_absolute():
+        path = Path(config.invocation_params.dir) / path
+    pair_errors: dict[Pair, str] = config.stash[PAIR_ERRORS_KEY]
+    outcomes: dict[str, str] = config.stash[AUDIT_OUTCOMES_KEY]
+    write_results(path, audit, pair_errors, outcomes)

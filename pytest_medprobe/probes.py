@@ -1,0 +1,202 @@
+"""The probe protocol (metrics.md §2): linear probes, balanced accuracy, paired bootstrap.
+
+This module owns the numbers of the probe curve: it fits one standardized logistic
+regression per stage on the fit split, scores it on the test split with balanced
+accuracy, and resamples the test split once for every stage (a paired bootstrap), so
+that differences between stages get honest, tight intervals. scikit-learn is imported
+inside the fitting function, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_medprobe import stages
+from pytest_medprobe.config import DTYPE, REFRESH
+from pytest_medprobe.curve import ProbeCurve
+from pytest_medprobe.errors import NonFiniteFeaturesError
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How probes are fit and how the test split is resampled."""
+
+    c: float = 1.0  # inverse L2 strength of the logistic regression
+    n_bootstrap: int = 1000
+    seed: int = 0
+    max_iter: int = 1000
+
+
+def fit_probe(
+    fit_x: np.ndarray, fit_y: np.ndarray, test_x: np.ndarray, settings: ProbeSettings
+) -> tuple[np.ndarray, bool]:
+    """Fit one probe on ``fit_x: [n_fit, d]`` and predict ``test_x: [n_test, d]``.
+
+    Returns the test predictions ``[n_test]`` int64 and whether the solver converged.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    fit_y = np.asarray(fit_y, dtype=np.int64)
+    classes = np.unique(fit_y)
+    if classes.size == 1:
+        # scikit-learn refuses a single class; the only sensible probe predicts it.
+        return np.full(len(test_x), classes[0], dtype=np.int64), True
+    # float64 so that half-precision features cannot overflow inside the scaler.
+    scaler = StandardScaler().fit(np.asarray(fit_x, dtype=np.float64))
+    # Penalty and multinomial loss are the defaults of every supported scikit-learn
+    # (L2, and multinomial for lbfgs); naming them warns in some versions and errors
+    # in others, and our suite turns warnings into errors.
+    model = LogisticRegression(
+        C=settings.c, solver="lbfgs", max_iter=settings.max_iter, random_state=settings.seed
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(scaler.transform(np.asarray(fit_x, dtype=np.float64)), fit_y)
+    converged = True
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            converged = False  # reported through the curve instead of the warnings channel
+        else:  # everything else is not ours to swallow
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    predictions = model.predict(scaler.transform(np.asarray(test_x, dtype=np.float64)))
+    return np.asarray(predictions, dtype=np.int64), converged
+
+
+def bootstrap_counts(n_test: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """``[n_bootstrap, n_test]`` int32: how often each test sample appears in each resample.
+
+    One matrix serves every stage, the answer and the pixel baseline: that pairing is
+    what makes the interval of a difference between two stages tight.
+    """
+    if n_test < 1 or n_bootstrap < 1:
+        raise ValueError(f"need n_test >= 1 and n_bootstrap >= 1, got {n_test} and {n_bootstrap}")
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_test, np.full(n_test, 1.0 / n_test), size=n_bootstrap)
+    return counts.astype(np.int32)
+
+
+def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """Mean recall over the classes present in ``y`` (scikit-learn's definition).
+
+    A prediction of -1 (the model gave no parseable answer) is simply wrong.
+    """
+    pred, y = np.asarray(pred), np.asarray(y)
+    correct = pred == y
+    recalls = [correct[y == k].mean() for k in range(n_classes) if np.any(y == k)]
+    return float(np.mean(recalls))
+
+
+def bootstrap_balanced_accuracy(
+    pred: np.ndarray, y: np.ndarray, counts: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Balanced accuracy on every resample of ``counts: [B, n]``; returns ``[B]``.
+
+    Classes absent from a resample are left out of that resample's mean, as
+    ``balanced_accuracy`` leaves out classes absent from ``y``.
+    """
+    pred, y = np.asarray(pred), np.asarray(y)
+    members = (y[:, None] == np.arange(n_classes)[None, :]).astype(np.float32)  # [n, K]
+    hits_by_class = members * (pred == y)[:, None]
+    # float32 counts are exact (integers far below 2**24) and make the products BLAS calls.
+    weights = counts.astype(np.float32, copy=False)
+    totals = weights @ members  # [B, K]
+    hits = weights @ hits_by_class
+    present = totals > 0
+    recall = np.divide(hits, totals, out=np.zeros_like(hits), where=present)
+    return np.asarray(recall.sum(axis=1) / present.sum(axis=1), dtype=np.float64)
+
+
+def _check_finite(array: np.ndarray, stage: str, split: str) -> None:
+    values = np.asarray(array)
+    if np.all(np.isfinite(values)):
+        return
+    n_nan = int(np.isnan(values).sum())
+    n_inf = int(np.isinf(values).sum())
+    raise NonFiniteFeaturesError(
+        f"stage {stage!r} has {n_nan} NaN and {n_inf} infinite values in the {split} split "
+        f"({values.size} values), so it cannot be probed. This usually means an overflow in "
+        f"float16: try {DTYPE.flag}=float32 or {DTYPE.flag}=bfloat16 (ini {DTYPE.ini})."
+    )
+
+
+def _check_rows(array: np.ndarray, expected: int, what: str, source: str) -> None:
+    if np.ndim(array) != 2:
+        raise ValueError(f"{what} must be a [n, d] array, got shape {np.shape(array)}")
+    if len(array) != expected:
+        raise ValueError(
+            f"{what} has {len(array)} rows but there are {expected} {source}; features, labels "
+            f"and answers must describe the same images (a stale feature cache? try {REFRESH.flag})"
+        )
+
+
+def build_probe_curve(
+    fit_features: Mapping[str, np.ndarray],
+    test_features: Mapping[str, np.ndarray],
+    fit_labels: np.ndarray,
+    test_labels: np.ndarray,
+    answers: np.ndarray,
+    pixel_fit: np.ndarray,
+    pixel_test: np.ndarray,
+    n_classes: int,
+    stage_names: Sequence[str],
+    has_image_view: bool,
+    settings: ProbeSettings,
+) -> ProbeCurve:
+    """Probe every stage and the pixel baseline, score the model's answers, bootstrap all.
+
+    ``fit_features[stage]`` is ``[n_fit, d]``, ``test_features[stage]`` ``[n_test, d]``;
+    ``answers`` is ``[n_test]``, the option index the model chose (-1 for none).
+    """
+    fit_y = np.asarray(fit_labels, dtype=np.int64)
+    test_y = np.asarray(test_labels, dtype=np.int64)
+    answers = np.asarray(answers, dtype=np.int64)
+    if n_classes < 2:
+        raise ValueError(f"a probe needs at least 2 classes, got n_classes={n_classes}")
+    for labels, split in ((fit_y, "fit"), (test_y, "test")):
+        if labels.ndim != 1 or labels.size == 0:
+            raise ValueError(f"{split} labels must be a non-empty [n] array, got shape {labels.shape}")
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError(f"{split} labels must lie in 0..{n_classes - 1}, got {labels.min()}..{labels.max()}")
+    if answers.shape != test_y.shape:
+        raise ValueError(f"answers has shape {answers.shape} but the test labels have {test_y.shape}")
+    names = tuple(stages.parse_stage(name).name for name in stage_names)
+    missing = [n for n in names if n not in fit_features or n not in test_features]
+    if missing:
+        raise ValueError(f"no features for stages {', '.join(missing)}; have {', '.join(fit_features)}")
+    inputs = {name: (fit_features[name], test_features[name]) for name in names}
+    inputs[stages.PIXELS] = (pixel_fit, pixel_test)
+    for name, (fit_x, test_x) in inputs.items():
+        _check_rows(fit_x, len(fit_y), f"{name} (fit split)", "fit labels")
+        _check_rows(test_x, len(test_y), f"{name} (test split)", "test labels")
+        _check_finite(fit_x, name, "fit")
+        _check_finite(test_x, name, "test")
+
+    predictions: dict[str, np.ndarray] = {}
+    unconverged: list[str] = []
+    for name, (fit_x, test_x) in inputs.items():
+        predictions[name], converged = fit_probe(fit_x, fit_y, test_x, settings)
+        if not converged:
+            unconverged.append(name)
+    predictions[stages.ANSWER] = answers
+    counts = bootstrap_counts(len(test_y), settings.n_bootstrap, settings.seed)
+    scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}
+    samples = {
+        name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes)
+        for name, pred in predictions.items()
+    }
+    return ProbeCurve(
+        stage_names=names,
+        scores=scores,
+        bootstrap=samples,
+        n_classes=n_classes,
+        has_image_view=has_image_view,
+        unconverged=tuple(unconverged),
+        n_fit=len(fit_y),
+        n_test=len(test_y),
+    )

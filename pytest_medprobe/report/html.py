@@ -1,0 +1,124 @@
+"""pytest-html integration: the probe-curve plot and a table on every audit row, a summary.
+
+Registered only when pytest-html is active. Every string that comes from data or from
+the user (class names, paths, model names) is escaped, so a hostile class name cannot
+inject markup into the report.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Generator
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_medprobe.failure_modes import Verdict
+    from pytest_medprobe.session import PairResult
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
+    """A small HTML table: the verdict (when the test checked one) and the key scores."""
+    curve = result.curve
+    rows = []
+    if verdict is not None:
+        outcome = "pass" if verdict.passed else "FAIL"
+        comparison = "≤" if verdict.bound == "max" else "≥"
+        rows.append(
+            f"<tr><th>{escape(verdict.title)}</th><td>{_fmt(verdict.statistic)} "
+            f"(95% CI {_fmt(verdict.low)}–{_fmt(verdict.high)}) must be {comparison} "
+            f"{_fmt(verdict.threshold)}</td><td>{outcome}</td></tr>"
+        )
+    key_stages = ["pixels", "vision", "connector", curve.last_layer_answer, "answer"]
+    for stage in key_stages:
+        low, high = curve.interval(stage)
+        rows.append(
+            f"<tr><td>{escape(stage)}</td><td>{_fmt(curve.score(stage))} "
+            f"(95% CI {_fmt(low)}–{_fmt(high)})</td><td></td></tr>"
+        )
+    rows.append(
+        f"<tr><td>health</td><td>{_fmt(result.health.health)} (weakest: "
+        f"{escape(result.health.weakest)})</td><td></td></tr>"
+    )
+    return '<table class="medprobe">' + "".join(rows) + "</table>"
+
+
+def summary_html(results: tuple[PairResult, ...]) -> str:
+    """The summary section: one row per model × dataset pair."""
+    header = (
+        "<tr><th>model</th><th>family</th><th>dataset</th><th>classes</th><th>n fit / test</th>"
+        "<th>health</th><th>root cause</th><th>features</th></tr>"
+    )
+    rows = []
+    for result in results:
+        dataset = result.dataset
+        health = result.health
+        root = result.verdicts.root_cause or "none"
+        features = "cached" if result.provenance.cache_hit else "extracted"
+        rows.append(
+            f"<tr><td>{escape(result.pair.model)}</td><td>{escape(result.source.family)}</td>"
+            f"<td>{escape(dataset.name)}</td><td>{escape(', '.join(dataset.class_names))}</td>"
+            f"<td>{dataset.n_fit} / {dataset.n_test}</td>"
+            f"<td>{_fmt(health.health)} (95% CI {_fmt(health.low)}–{_fmt(health.high)})</td>"
+            f"<td>{escape(root)}</td><td>{features}</td></tr>"
+        )
+    return '<h2>medprobe</h2><table class="medprobe">' + header + "".join(rows) + "</table>"
+
+
+class HtmlReportHooks:
+    """Hooks that only exist when pytest-html is installed and active."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._plots: dict[tuple[Any, tuple[str, str] | None, bool], str] = {}
+
+    def _plot_base64(self, result: PairResult, verdict: Verdict | None) -> str:
+        """Plots are drawn once per pair and marking, and reused by every row."""
+        from pytest_medprobe.report.plots import plot_probe_curve
+
+        marked = verdict.segment if verdict is not None else None
+        failed = verdict is not None and not verdict.passed
+        key = (result.pair, marked, failed)
+        if key not in self._plots:
+            title = f"{result.pair.model} × {result.dataset.name}"
+            png = plot_probe_curve(result.curve, title, marked=marked, failed=failed)
+            self._plots[key] = base64.b64encode(png).decode("ascii")
+        return self._plots[key]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when != "call":
+            return report
+        from pytest_medprobe.plugin import PAIR_FIXTURE, SESSION_KEY, VERDICT_KEY
+
+        callspec = getattr(item, "callspec", None)
+        pair = callspec.params.get(PAIR_FIXTURE) if callspec is not None else None
+        session = self.config.stash[SESSION_KEY]
+        result = next((r for r in session.computed_results if r.pair == pair), None)
+        if result is None:
+            return report
+        from pytest_html import extras
+
+        verdict = item.stash.get(VERDICT_KEY, None)
+        report.extras = [  # type: ignore[attr-defined]
+            *getattr(report, "extras", []),
+            extras.png(self._plot_base64(result, verdict), name="probe curve"),
+            extras.html(verdict_table(result, verdict)),
+        ]
+        return report
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+        from pytest_medprobe.plugin import SESSION_KEY
+
+        results = self.config.stash[SESSION_KEY].computed_results
+        if results:
+            prefix.append(summary_html(results))

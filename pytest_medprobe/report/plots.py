@@ -1,0 +1,100 @@
+"""The probe-curve plot: stages on x, balanced accuracy with its interval band on y.
+
+Drawn with matplotlib's Agg backend (no display needed) into PNG bytes that the HTML
+report embeds as base64, so a report is one self-contained file that works offline.
+Decoder layers show two lines: the image view (at image tokens) and the answer view
+(at the answer position); the model's own answer is the last point.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+from pytest_medprobe import stages
+
+if TYPE_CHECKING:
+    from pytest_medprobe.curve import ProbeCurve
+
+FAIL_COLOUR = "#d62728"
+IMAGE_VIEW_COLOUR = "#1f77b4"
+ANSWER_VIEW_COLOUR = "#ff7f0e"
+
+
+def _x_positions(curve: ProbeCurve) -> tuple[dict[str, float], list[str]]:
+    """x of every stage; image and answer views of layer j share the same x."""
+    x: dict[str, float] = {}
+    labels: list[str] = []
+    for name in [*curve.vision_blocks, stages.VISION, stages.CONNECTOR]:
+        x[name] = float(len(labels))
+        labels.append(name)
+    for name in curve.answer_view:
+        index = stages.parse_stage(name).index
+        position = float(len(labels))
+        x[name] = position
+        x[stages.llm_layer(index, "image")] = position  # type: ignore[arg-type]
+        labels.append(f"llm.{index}")
+    x[stages.ANSWER] = float(len(labels))
+    labels.append(stages.ANSWER)
+    return x, labels
+
+
+def plot_probe_curve(
+    curve: ProbeCurve, title: str, marked: tuple[str, str] | None = None, failed: bool = False
+) -> bytes:
+    """PNG bytes of the curve; ``marked`` stages are shaded (red when ``failed``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    x, labels = _x_positions(curve)
+    figure = Figure(figsize=(max(6.0, 0.28 * len(labels) + 2.5), 3.6), dpi=100)
+    axes = figure.add_subplot()
+
+    def draw(names: list[str], colour: str, label: str, style: str = "-") -> None:
+        names = [name for name in names if name in x]
+        if not names:
+            return
+        xs = [x[name] for name in names]
+        scores = [curve.score(name) for name in names]
+        lows = [curve.interval(name)[0] for name in names]
+        highs = [curve.interval(name)[1] for name in names]
+        axes.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
+        axes.plot(xs, scores, style, color=colour, marker="o", markersize=3, label=label)
+
+    encoder = [*curve.vision_blocks, stages.VISION, stages.CONNECTOR]
+    if curve.has_image_view:
+        draw(encoder + list(curve.image_view), IMAGE_VIEW_COLOUR, "probe, image tokens")
+        draw(list(curve.answer_view), ANSWER_VIEW_COLOUR, "probe, answer position", "--")
+    else:
+        draw(encoder, IMAGE_VIEW_COLOUR, "probe, vision")
+        draw(list(curve.answer_view), ANSWER_VIEW_COLOUR, "probe, answer position", "--")
+    answer = curve.answer
+    axes.errorbar(
+        [x[stages.ANSWER]],
+        [answer.score],
+        yerr=[[answer.score - answer.low], [answer.high - answer.score]],
+        fmt="D",
+        color="black",
+        capsize=3,
+        label="model's answer",
+    )
+    axes.axhline(curve.chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    axes.axhline(curve.pixels.score, color="#2ca02c", linestyle="-.", linewidth=1, label="raw pixels")
+    if marked is not None:
+        marked_x = [x[name] for name in marked if name in x]
+        if marked_x:
+            low, high = min(marked_x) - 0.4, max(marked_x) + 0.4
+            axes.axvspan(low, high, color=FAIL_COLOUR if failed else "#7f7f7f", alpha=0.15, linewidth=0)
+    axes.set_xticks(range(len(labels)))
+    axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_ylabel("balanced accuracy")
+    axes.set_title(title, fontsize=9)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower left", ncol=3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

@@ -1,0 +1,204 @@
+"""An audit session: every model × dataset pair, computed once and kept.
+
+This is the plain-Python orchestration behind the fixtures: resolve a model, load a
+dataset, read the features from the cache or extract them (loading the model only
+then), fit the probes, compute health and verdicts. Each step runs at most once per
+pair; a notebook can use it without pytest:
+
+    session = AuditSession(resolve_settings({}, {}, Path.cwd()))
+    result = session.result(Pair("tiny-llava", "synthetic-lesions"))
+    print(result.curve, result.verdicts.root_cause)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pytest_medprobe.cache import FeatureCache, cache_key
+
+if TYPE_CHECKING:
+    from pytest_medprobe.config import MedprobeSettings
+    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.data.base import ProbeDataset
+    from pytest_medprobe.extract import FeatureBank
+    from pytest_medprobe.failure_modes import AuditVerdicts
+    from pytest_medprobe.health import HealthScores
+    from pytest_medprobe.models.base import LoadedModel, ModelSource
+
+POOLING = "mean-over-tokens/v1"  # part of the cache key: change it when pooling changes
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One model × dataset combination the audits run on."""
+
+    model: str
+    dataset: str
+
+    @property
+    def id(self) -> str:
+        from pytest_medprobe.data import dataset_short_name
+        from pytest_medprobe.models.registry import model_short_name
+
+        return f"{model_short_name(self.model)}-{dataset_short_name(self.dataset)}"
+
+
+@dataclass(frozen=True)
+class FeatureProvenance:
+    """Where a pair's features came from, for the report."""
+
+    cache_key: str
+    cache_hit: bool
+    forward_passes: int  # model forward calls made for this pair in this session
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Everything the audits and the reports need about one pair."""
+
+    pair: Pair
+    source: ModelSource
+    dataset: ProbeDataset
+    features: FeatureBank
+    provenance: FeatureProvenance
+    curve: ProbeCurve
+    health: HealthScores
+    verdicts: AuditVerdicts
+
+
+class AuditSession:
+    """Lazily computes and memoizes the results of every pair."""
+
+    def __init__(self, settings: MedprobeSettings, progress: bool = False) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.cache = FeatureCache(settings.cache_dir)
+        self._sources: dict[str, ModelSource] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self._datasets: dict[str, ProbeDataset] = {}
+        self._features: dict[Pair, tuple[FeatureBank, FeatureProvenance]] = {}
+        self._results: dict[Pair, PairResult] = {}
+
+    @property
+    def pairs(self) -> tuple[Pair, ...]:
+        return tuple(Pair(m, d) for m in self.settings.models for d in self.settings.datasets)
+
+    @property
+    def computed_results(self) -> tuple[PairResult, ...]:
+        """Results of the pairs computed so far, in the order of ``pairs``."""
+        return tuple(self._results[p] for p in self.pairs if p in self._results)
+
+    def source(self, model: str) -> ModelSource:
+        if model not in self._sources:
+            from pytest_medprobe.models.registry import resolve_model_source
+
+            self._sources[model] = resolve_model_source(model, self.settings.cache_dir)
+        return self._sources[model]
+
+    def model(self, model: str) -> LoadedModel:
+        if model not in self._models:
+            from pytest_medprobe.models.loader import load_model
+
+            self._models[model] = load_model(
+                self.source(model), device=self.settings.device, dtype=self.settings.dtype
+            )
+        return self._models[model]
+
+    def dataset(self, dataset: str) -> ProbeDataset:
+        if dataset not in self._datasets:
+            from pytest_medprobe.data import load_dataset
+
+            self._datasets[dataset] = load_dataset(
+                dataset,
+                data_root=self.settings.data_root,
+                max_samples=self.settings.max_samples,
+                seed=self.settings.seed,
+            )
+        return self._datasets[dataset]
+
+    def features_key(self, pair: Pair) -> str:
+        from pytest_medprobe.prompts import closed_question
+
+        dataset = self.dataset(pair.dataset)
+        return cache_key(
+            {
+                "model": self.source(pair.model).fingerprint,
+                "dataset": dataset.fingerprint,
+                "question": closed_question(dataset.class_names, dataset.modality),
+                "pooling": POOLING,
+                "dtype": self.settings.dtype,
+            }
+        )
+
+    def features(self, pair: Pair) -> tuple[FeatureBank, FeatureProvenance]:
+        """The pair's feature bank: from the cache, or extracted (one pass) and cached."""
+        if pair in self._features:
+            return self._features[pair]
+        key = self.features_key(pair)
+        bank = None if self.settings.refresh else self.cache.load(key)
+        forward_passes = 0
+        if bank is None:
+            with self.cache.lock(key):
+                # Another process may have written the entry while we waited for the lock.
+                bank = None if self.settings.refresh else self.cache.load(key)
+                if bank is None:
+                    bank, forward_passes = self._extract(pair)
+                    self.cache.store(key, bank, {"model": pair.model, "dataset": pair.dataset})
+        provenance = FeatureProvenance(key, cache_hit=forward_passes == 0, forward_passes=forward_passes)
+        self._features[pair] = (bank, provenance)
+        return self._features[pair]
+
+    def _extract(self, pair: Pair) -> tuple[FeatureBank, int]:
+        from pytest_medprobe.extract import extract_features
+
+        loaded = self.model(pair.model)
+        calls = [0]
+        handle = loaded.model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        try:
+            bank = extract_features(
+                loaded, self.dataset(pair.dataset), self.settings.batch_size, progress=self.progress
+            )
+        finally:
+            handle.remove()
+        return bank, calls[0]
+
+    def result(self, pair: Pair) -> PairResult:
+        """Probe curve, health and verdicts of a pair (computed once)."""
+        if pair in self._results:
+            return self._results[pair]
+        from pytest_medprobe.data.base import pixel_features
+        from pytest_medprobe.failure_modes import evaluate
+        from pytest_medprobe.health import compute_health
+        from pytest_medprobe.probes import ProbeSettings, build_probe_curve
+
+        dataset = self.dataset(pair.dataset)
+        bank, provenance = self.features(pair)
+        curve = build_probe_curve(
+            fit_features=bank.fit.stages,
+            test_features=bank.test.stages,
+            fit_labels=dataset.fit_labels,
+            test_labels=dataset.test_labels,
+            answers=bank.test.answers,
+            pixel_fit=pixel_features(dataset.fit_images),
+            pixel_test=pixel_features(dataset.test_images),
+            n_classes=dataset.n_classes,
+            stage_names=bank.stage_names,
+            has_image_view=bank.has_image_view,
+            settings=ProbeSettings(
+                c=self.settings.probe_c, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed
+            ),
+        )
+        health = compute_health(curve)
+        verdicts = evaluate(curve, health, self.settings.thresholds, self.settings.decision)
+        self._results[pair] = PairResult(
+            pair=pair,
+            source=self.source(pair.model),
+            dataset=dataset,
+            features=bank,
+            provenance=provenance,
+            curve=curve,
+            health=health,
+            verdicts=verdicts,
+        )
+        return self._results[pair]

@@ -1,0 +1,35 @@
+"""Shared fixtures of the plugin's own tests: the tiny LLaVA, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing may reach the hub: every model is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature cache shared by the tests that do not test the cache itself (read-only use)."""
+    return tmp_path_factory.mktemp("medprobe-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA checkpoint directory, as save_pretrained writes it (model and processor)."""
+    from pytest_medprobe.models.tiny_llava import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("checkpoints") / "tiny-llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_llava_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny LLaVA loaded through the ordinary loader (read-only)."""
+    from pytest_medprobe.models.loader import load_model
+    from pytest_medprobe.models.registry import resolve_model_source
+
+    return load_model(resolve_model_source(str(tiny_llava_dir), tiny_llava_dir.parent))

@@ -1,0 +1,71 @@
+"""Settings resolution: CLI > ini > default, validation with messages that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_medprobe import config
+from pytest_medprobe.config import resolve_settings
+from pytest_medprobe.errors import MedprobeUsageError
+
+
+def test_defaults_follow_metrics_md() -> None:
+    settings = resolve_settings({}, {}, Path("/root"))
+    t = settings.thresholds
+    assert (t.min_vision_gain, t.min_vision_score, t.max_connector_loss) == (0.0, None, 0.03)
+    assert (t.max_layer_drop, t.max_llm_loss, t.max_semantic_gap, t.min_health) == (0.05, 0.10, 0.10, 0.6)
+    assert settings.decision == "point" and settings.n_bootstrap == 1000 and settings.probe_c == 1.0
+    assert settings.models == (config.DEFAULT_MODEL,) and settings.datasets == (config.DEFAULT_DATASET,)
+    assert settings.cache_dir == Path("/root") / config.DEFAULT_CACHE_DIR
+
+
+def test_the_command_line_wins_over_the_ini_file() -> None:
+    cli = {config.MAX_CONNECTOR_LOSS.dest: "0.2"}
+    ini = {config.MAX_CONNECTOR_LOSS.ini: "0.1", config.MAX_LLM_LOSS.ini: "0.3"}
+    thresholds = resolve_settings(cli, ini, Path(".")).thresholds
+    assert thresholds.max_connector_loss == 0.2
+    assert thresholds.max_llm_loss == 0.3
+
+
+def test_ini_keys_are_the_flags_with_a_medprobe_prefix() -> None:
+    for setting in config.SETTINGS:
+        bare = setting.flag.removeprefix("--").removeprefix("medprobe-").replace("-", "_")
+        assert setting.ini == f"medprobe_{bare}"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "allowed"),
+    [
+        (config.MAX_CONNECTOR_LOSS, "-0.1", "from 0 to 1"),
+        (config.MAX_CONNECTOR_LOSS, "1.5", "from 0 to 1"),
+        (config.MIN_HEALTH, "abc", "from 0 to 1"),
+        (config.MIN_HEALTH, "nan", "from 0 to 1"),
+        (config.BATCH_SIZE, "0", ">= 1"),
+        (config.MAX_SAMPLES, "0", ">= 1"),
+        (config.SEED, "-3", ">= 0"),
+        (config.DEVICE, "tpu", "cuda:<index>"),
+        (config.DTYPE, "int8", "bfloat16"),
+        (config.DECISION, "majority", "confident-fail"),
+        (config.PROBE_C, "0", "positive"),
+    ],
+)
+def test_a_bad_value_names_the_setting_the_value_and_what_is_allowed(
+    setting: config.Setting, value: str, allowed: str
+) -> None:
+    with pytest.raises(MedprobeUsageError) as caught:
+        resolve_settings({setting.dest: value}, {}, Path("."))
+    message = str(caught.value)
+    assert setting.flag in message and setting.ini in message
+    assert repr(value) in message and allowed in message
+
+
+def test_max_samples_none_means_no_cap() -> None:
+    assert resolve_settings({config.MAX_SAMPLES.dest: "none"}, {}, Path(".")).max_samples is None
+    assert resolve_settings({config.MAX_SAMPLES.dest: "40"}, {}, Path(".")).max_samples == 40
+
+
+def test_repeated_models_are_kept_in_order_once() -> None:
+    settings = resolve_settings({config.MODEL.dest: ["b", "a", "b"]}, {}, Path("."))
+    assert settings.models == ("b", "a")
