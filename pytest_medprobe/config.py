@@ -16,7 +16,7 @@ from typing import Literal
 
 from pytest_medprobe.errors import MedprobeUsageError
 
-DEFAULT_MODEL = "tiny-llava"
+DEFAULT_MODEL = "medprobe-tiny"
 DEFAULT_DATASET = "synthetic-lesions"
 DEFAULT_CACHE_DIR = ".medprobe-cache"
 

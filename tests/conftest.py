@@ -12,6 +12,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def _import_heavy_modules_once() -> None:
+    """Import what an audit run imports, before any in-process pytester run.
+
+    pytester restores ``sys.modules`` after each in-process run; a C extension first
+    imported inside a run (numpy.fft through scikit-learn, say) would then be imported a
+    second time by the next run, which such extensions refuse.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.figure  # noqa: F401
+    import numpy.fft  # noqa: F401
+    import pytest_html  # noqa: F401
+    import safetensors.numpy  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration  # noqa: F401
+    from transformers.models.clip import image_processing_clip  # noqa: F401
+
+    from pytest_medprobe import curve, extract, failure_modes, health, probes  # noqa: F401
+    from pytest_medprobe.report import json_results, plots, terminal  # noqa: F401
+
+
+_import_heavy_modules_once()
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A feature cache shared by the tests that do not test the cache itself (read-only use)."""

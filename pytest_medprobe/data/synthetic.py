@@ -33,13 +33,16 @@ NAME = "synthetic-lesions"
 CLASS_NAMES = ("round lesion", "ring lesion", "stellate lesion", "elongated lesion")
 MODALITY = "dermatoscopy"
 # Bump when the rendering changes: it is part of the fingerprint that keys the feature cache.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _AREA = (0.015, 0.04)  # lesion area as a fraction of the image
 _DARKNESS = (0.35, 0.7)  # mean fractional darkening inside the lesion, before ink matching
 _MARGIN = 2.0  # pixels kept between the lesion and the image border
 _INK_SPREAD = 0.0146  # target ink variance per axis, in units of image_size**2
 _MIN_SPREAD = 0.006  # least centre variance per axis, in units of image_size**2
+_HUE_BY_CLASS = (-0.27, -0.09, 0.09, 0.27)  # mean hue lean of each class's pigment
+_HUE_SPREAD = 0.2  # per-image hue lean, uniform around the class mean
+_HUE_AXIS = np.array([-1.0, 0.25, 0.75])  # sums to zero: hue, not brightness
 
 
 Outline = tuple[Any, ...]  # (kind, *parameters) of one lesion outline
@@ -127,7 +130,12 @@ def render_lesion(label: int, rng: np.random.Generator, image_size: int = 64) ->
     mask = np.clip(0.5 - _distance(shape, yy - centre[0], xx - centre[1]), 0.0, 1.0)
     # Same ink (darkness x area) distribution for every class, whatever the rendered area.
     darkness = rng.uniform(*_DARKNESS) * area / max(float(mask.sum()), 1.0)
-    tint = np.array([0.85, 1.0, 1.12]) * rng.uniform(0.95, 1.05, 3)  # brown: blue darkens most
+    # Pigment hue leans by class but overlaps widely (as lesion types differ in typical
+    # colour, never reliably): a weak cue that lets the raw-pixel baseline sit clearly
+    # above chance, well below a shape-aware encoder. The channel weights sum to zero,
+    # so the hue shift leaves the mean intensity unchanged.
+    hue = _HUE_BY_CLASS[label] + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD)
+    tint = np.array([0.85, 1.0, 1.12]) * rng.uniform(0.95, 1.05, 3) * (1 + hue * _HUE_AXIS)
     mottling = 1 + 0.15 * texture[:, :, None]
     image = background * (1 - np.minimum(mask[:, :, None] * darkness * tint * mottling, 0.95))
     image += rng.normal(0.0, 0.02, image.shape)
