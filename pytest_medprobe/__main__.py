@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True)
     export = zoo_commands.add_parser("export", help="write medprobe-tiny (or a variant) as a checkpoint directory")
     export.add_argument("directory", type=Path)
-    export.add_argument("--variant", default=None, help="a planted fault: blind-vision, lossy-connector, forgetful-llm, misaligned-head")
+    export.add_argument(
+        "--variant", default=None, help="a planted fault: blind-vision, lossy-connector, forgetful-llm, misaligned-head"
+    )
     train = zoo_commands.add_parser("train", help="retrain medprobe-tiny (CPU, fixed seed)")
     train.add_argument("--out", type=Path, default=SHIPPED_DIR, help=f"where to save it (default: {SHIPPED_DIR})")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped plan)")

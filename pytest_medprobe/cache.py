@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
+from pytest_medprobe.hashing import file_sha256
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.safetensors"
@@ -38,14 +39,6 @@ def cache_key(parts: Mapping[str, object]) -> str:
     """SHA-256 of the canonical JSON of everything the features depend on."""
     canonical = json.dumps({**parts, "format_version": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _bank_arrays(bank: FeatureBank) -> dict[str, np.ndarray]:
@@ -105,7 +98,7 @@ class FeatureCache:
             if manifest.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"format version {manifest.get('format_version')} != {FORMAT_VERSION}")
             features_path = entry / FEATURES_FILE
-            if _file_sha256(features_path) != manifest["sha256"]:
+            if file_sha256(features_path) != manifest["sha256"]:
                 raise ValueError("checksum mismatch")
             from safetensors.numpy import load_file
 
@@ -139,7 +132,7 @@ class FeatureCache:
                 "key": key,
                 "stage_names": list(bank.stage_names),
                 "has_image_view": bank.has_image_view,
-                "sha256": _file_sha256(features_path),
+                "sha256": file_sha256(features_path),
                 "description": dict(description),
             }
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))

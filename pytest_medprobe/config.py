@@ -47,8 +47,7 @@ def _setting(dest: str, flag: str, help: str, default: object, **kwargs: object)
 MODEL = _setting(
     "model",
     "--model",
-    "model to audit: a registry name, NAME=DIR, or a checkpoint directory (repeatable); "
-    f"default: {DEFAULT_MODEL}",
+    f"model to audit: a registry name, NAME=DIR, or a checkpoint directory (repeatable); default: {DEFAULT_MODEL}",
     (DEFAULT_MODEL,),
     ini_type="linelist",
     repeatable=True,
@@ -62,9 +61,7 @@ DATASET = _setting(
     ini_type="linelist",
     repeatable=True,
 )
-DATA_ROOT = _setting(
-    "data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None
-)
+DATA_ROOT = _setting("data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None)
 DEVICE = _setting("device", "--device", "auto, cpu, cuda or cuda:<i>; default auto", "auto")
 DTYPE = _setting("dtype", "--dtype", "auto, float32, bfloat16 or float16; default auto", "auto")
 BATCH_SIZE = _setting("batch_size", "--batch-size", "images per forward pass; default 16", 16)
@@ -96,12 +93,8 @@ DECISION = _setting(
     "how intervals decide verdicts: point (default), confident-fail, confident-pass",
     "point",
 )
-BOOTSTRAP = _setting(
-    "n_bootstrap", "--medprobe-bootstrap", "bootstrap resamples per interval; default 1000", 1000
-)
-PROBE_C = _setting(
-    "probe_c", "--medprobe-probe-c", "inverse L2 strength C of the linear probes; default 1.0", 1.0
-)
+BOOTSTRAP = _setting("n_bootstrap", "--medprobe-bootstrap", "bootstrap resamples per interval; default 1000", 1000)
+PROBE_C = _setting("probe_c", "--medprobe-probe-c", "inverse L2 strength C of the linear probes; default 1.0", 1.0)
 MIN_VISION_GAIN = _setting(
     "min_vision_gain",
     "--min-vision-gain",
@@ -138,9 +131,7 @@ MAX_SEMANTIC_GAP = _setting(
     "audit 4 fails when score(last layer @answer) - score(answer) exceeds this; default 0.10",
     0.10,
 )
-MIN_HEALTH = _setting(
-    "min_health", "--min-health", "the health audit fails below this health; default 0.6", 0.6
-)
+MIN_HEALTH = _setting("min_health", "--min-health", "the health audit fails below this health; default 0.6", 0.6)
 
 SETTINGS: tuple[Setting, ...] = (
     MODEL,
@@ -216,9 +207,7 @@ class MedprobeSettings:
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
-    return MedprobeUsageError(
-        f"{setting_names(setting)}: got {value!r}; allowed: {allowed}."
-    )
+    return MedprobeUsageError(f"{setting_names(setting)}: got {value!r}; allowed: {allowed}.")
 
 
 def _parse_int(setting: Setting, raw: object, minimum: int) -> int:
@@ -231,14 +220,19 @@ def _parse_int(setting: Setting, raw: object, minimum: int) -> int:
     return value
 
 
-def _parse_fraction(setting: Setting, raw: object) -> float:
+def _parse_float(setting: Setting, raw: object, allowed: str, accept: Callable[[float], bool]) -> float:
     try:
         value = float(str(raw).strip())
     except ValueError:
-        raise _usage(setting, raw, "a number from 0 to 1 (balanced-accuracy points)") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise _usage(setting, raw, "a number from 0 to 1 (balanced-accuracy points)")
+        raise _usage(setting, raw, allowed) from None
+    if not math.isfinite(value) or not accept(value):
+        raise _usage(setting, raw, allowed)
     return value
+
+
+def _parse_fraction(setting: Setting, raw: object) -> float:
+    allowed = "a number from 0 to 1 (balanced-accuracy points)"
+    return _parse_float(setting, raw, allowed, lambda value: 0.0 <= value <= 1.0)
 
 
 def _parse_optional_fraction(setting: Setting, raw: object) -> float | None:
@@ -270,13 +264,7 @@ def _parse_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str:
 
 
 def _parse_positive_float(setting: Setting, raw: object) -> float:
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise _usage(setting, raw, "a positive number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise _usage(setting, raw, "a positive number")
-    return value
+    return _parse_float(setting, raw, "a positive number", lambda value: value > 0)
 
 
 def _parse_names(setting: Setting, raw: object) -> tuple[str, ...]:
@@ -310,9 +298,7 @@ def pick(setting: Setting, cli: Mapping[str, object], ini: Mapping[str, object])
     return setting.default
 
 
-def resolve_settings(
-    cli: Mapping[str, object], ini: Mapping[str, object], rootdir: Path
-) -> MedprobeSettings:
+def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootdir: Path) -> MedprobeSettings:
     """Resolve every setting (CLI > ini > default) and check it.
 
     ``cli`` maps ``Setting.dest`` to the parsed command-line value (None when absent);

@@ -98,7 +98,9 @@ class ProbeCurve:
         keys = {name: parse_stage(name) for name in self.stage_names}
         bad = [name for name, key in keys.items() if key.kind in ("answer", "pixels") or key.name != name]
         if bad or len(keys) != len(self.stage_names):
-            raise ValueError(f"probe stages must be distinct canonical probe stage names, got {bad or self.stage_names}")
+            raise ValueError(
+                f"probe stages must be distinct canonical probe stage names, got {bad or self.stage_names}"
+            )
         needed = [*self.stage_names, ANSWER, PIXELS]
         absent = [name for name in needed if name not in self.scores or name not in self.bootstrap]
         if absent:

@@ -163,9 +163,7 @@ def extract_split(
                     )
             outputs = loaded.model(**inputs, logits_to_keep=1)
             last_logits = outputs.logits[:, -1, :].float()  # [B, vocab]: left padding
-            per_letter = torch.stack(
-                [last_logits[:, ids].max(dim=1).values for ids in candidates], dim=1
-            )  # [B, K]
+            per_letter = torch.stack([last_logits[:, ids].max(dim=1).values for ids in candidates], dim=1)  # [B, K]
             letter_logits.append(per_letter.cpu().numpy())
             for name in stage_names:
                 if name not in state.pooled:
@@ -182,9 +180,7 @@ def extract_split(
     )
 
 
-def extract_features(
-    loaded: LoadedModel, dataset: ProbeDataset, batch_size: int, progress: bool = True
-) -> FeatureBank:
+def extract_features(loaded: LoadedModel, dataset: ProbeDataset, batch_size: int, progress: bool = True) -> FeatureBank:
     """Extract both splits of ``dataset`` (fit, then test)."""
     question = closed_question(dataset.class_names, dataset.modality)
     splits = {}

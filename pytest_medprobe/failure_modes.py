@@ -105,9 +105,20 @@ def _num(value: float) -> str:
 
 
 def _verdict(
-    mode: str, heading: str, statistic: float, low: float, high: float, threshold: float,
-    bound: Bound, decision: Decision, stage: str, segment: tuple[str, str], setting: Setting,
-    observed: str, what: str, advice: str,
+    mode: str,
+    heading: str,
+    statistic: float,
+    low: float,
+    high: float,
+    threshold: float,
+    bound: Bound,
+    decision: Decision,
+    stage: str,
+    segment: tuple[str, str],
+    setting: Setting,
+    observed: str,
+    what: str,
+    advice: str,
 ) -> Verdict:
     """A verdict whose message reads: heading: observed (CI) vs threshold — why. What to do."""
     passed = decide(statistic, low, high, threshold, bound, decision)
@@ -117,13 +128,20 @@ def _verdict(
     else:
         comparison = ">" if bound == "max" else "<"
         tail = f"{what}. {advice}, or set {setting_names(setting)} to accept it"
-    message = (
-        f"{heading}: {observed} {format_interval(low, high)} {comparison} {bound} "
-        f"{_num(threshold)} — {tail}."
-    )
+    message = f"{heading}: {observed} {format_interval(low, high)} {comparison} {bound} {_num(threshold)} — {tail}."
     return Verdict(
-        mode, TITLES[mode], float(statistic), float(low), float(high), float(threshold), bound, passed,
-        stage, segment, setting, message,
+        mode,
+        TITLES[mode],
+        float(statistic),
+        float(low),
+        float(high),
+        float(threshold),
+        bound,
+        passed,
+        stage,
+        segment,
+        setting,
+        message,
     )
 
 
@@ -144,9 +162,19 @@ def _combine(mode: str, parts: Sequence[Verdict]) -> Verdict:
         return headline
     messages = [headline.message, *(part.message for part in failing if part is not headline)]
     return Verdict(
-        mode, TITLES[mode], headline.statistic, headline.low, headline.high, headline.threshold,
-        headline.bound, not failing, headline.stage, headline.segment, headline.setting,
-        "\n".join(messages), tuple(parts),
+        mode,
+        TITLES[mode],
+        headline.statistic,
+        headline.low,
+        headline.high,
+        headline.threshold,
+        headline.bound,
+        not failing,
+        headline.stage,
+        headline.segment,
+        headline.setting,
+        "\n".join(messages),
+        tuple(parts),
     )
 
 
@@ -156,8 +184,17 @@ def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: D
     gain = curve.loss(VISION, PIXELS)
     parts = [
         _verdict(
-            mode, TITLES[mode], gain, gain.low, gain.high, thresholds.min_vision_gain, "min", decision,
-            VISION, (PIXELS, VISION), MIN_VISION_GAIN,
+            mode,
+            TITLES[mode],
+            gain,
+            gain.low,
+            gain.high,
+            thresholds.min_vision_gain,
+            "min",
+            decision,
+            VISION,
+            (PIXELS, VISION),
+            MIN_VISION_GAIN,
             f"{PIXELS} {_num(curve.score(PIXELS))} → {VISION} {_num(curve.score(VISION))}, gain {_num(gain)}",
             "the vision encoder carries no more diagnostic signal than the raw pixels",
             "Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
@@ -167,8 +204,17 @@ def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: D
         low, high = curve.interval(VISION)
         parts.append(
             _verdict(
-                mode, TITLES[mode], curve.score(VISION), low, high, thresholds.min_vision_score, "min",
-                decision, VISION, (PIXELS, VISION), MIN_VISION_SCORE,
+                mode,
+                TITLES[mode],
+                curve.score(VISION),
+                low,
+                high,
+                thresholds.min_vision_score,
+                "min",
+                decision,
+                VISION,
+                (PIXELS, VISION),
+                MIN_VISION_SCORE,
                 f"{VISION} {_num(curve.score(VISION))}",
                 "the vision encoder falls short of the reference score",
                 "Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
@@ -182,8 +228,17 @@ def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Deci
     mode = "connector_fidelity"
     loss = curve.loss(VISION, CONNECTOR)
     return _verdict(
-        mode, TITLES[mode], loss, loss.low, loss.high, thresholds.max_connector_loss, "max", decision,
-        CONNECTOR, (VISION, CONNECTOR), MAX_CONNECTOR_LOSS,
+        mode,
+        TITLES[mode],
+        loss,
+        loss.low,
+        loss.high,
+        thresholds.max_connector_loss,
+        "max",
+        decision,
+        CONNECTOR,
+        (VISION, CONNECTOR),
+        MAX_CONNECTOR_LOSS,
         _transition(curve, VISION, CONNECTOR, "loss") + _num(loss),
         "the projector loses visual signal the encoder had",
         "Inspect the connector",
@@ -205,8 +260,17 @@ def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -
     drops = [curve.loss(sequence[k], sequence[k + 1]) for k in range(len(sequence) - 1)]
     drop = max(drops, key=float)  # the first of equal drops
     return _verdict(
-        mode, f"{TITLES[mode]} ({view})", drop, drop.low, drop.high, thresholds.max_layer_drop, "max",
-        decision, drop.b, (drop.a, drop.b), MAX_LAYER_DROP,
+        mode,
+        f"{TITLES[mode]} ({view})",
+        drop,
+        drop.low,
+        drop.high,
+        thresholds.max_layer_drop,
+        "max",
+        decision,
+        drop.b,
+        (drop.a, drop.b),
+        MAX_LAYER_DROP,
         f"largest layer drop {_transition(curve, drop.a, drop.b, 'drop')}{_num(drop)}",
         f"decoder layer {drop.b} discards signal the {view} carried",
         "Inspect that layer (its attention to the image tokens, or a fault in its weights)",
@@ -219,8 +283,17 @@ def llm_comprehension(curve: ProbeCurve, thresholds: Thresholds, decision: Decis
     last = curve.last_layer_answer
     loss = curve.loss(CONNECTOR, last)
     carried = _verdict(
-        mode, TITLES[mode], loss, loss.low, loss.high, thresholds.max_llm_loss, "max", decision,
-        last, (CONNECTOR, last), MAX_LLM_LOSS,
+        mode,
+        TITLES[mode],
+        loss,
+        loss.low,
+        loss.high,
+        thresholds.max_llm_loss,
+        "max",
+        decision,
+        last,
+        (CONNECTOR, last),
+        MAX_LLM_LOSS,
         _transition(curve, CONNECTOR, last, "LLM loss") + _num(loss),
         "the decoder does not carry the image signal to the position where the answer is formed",
         "Inspect how the answer position attends to the image tokens (prompt, attention, context length)",
@@ -235,8 +308,17 @@ def semantic_mapping(curve: ProbeCurve, thresholds: Thresholds, decision: Decisi
     last = curve.last_layer_answer
     gap = curve.loss(last, ANSWER)
     return _verdict(
-        mode, TITLES[mode], gap, gap.low, gap.high, thresholds.max_semantic_gap, "max", decision,
-        ANSWER, (last, ANSWER), MAX_SEMANTIC_GAP,
+        mode,
+        TITLES[mode],
+        gap,
+        gap.low,
+        gap.high,
+        thresholds.max_semantic_gap,
+        "max",
+        decision,
+        ANSWER,
+        (last, ANSWER),
+        MAX_SEMANTIC_GAP,
         _transition(curve, last, ANSWER, "gap") + _num(gap),
         "the model holds the diagnosis at the answer position but does not say it",
         "Check the prompt's options and how answers are read (letter tokens), or tune the output mapping",
@@ -256,8 +338,18 @@ def health_verdict(health: HealthScores, thresholds: Thresholds, decision: Decis
     weakest = health.weakest
     a, b = health.segments[weakest]
     return _verdict(
-        "health", TITLES["health"], health.health, health.low, health.high, thresholds.min_health, "min",
-        decision, b, (a, b), MIN_HEALTH, _num(health.health),
+        "health",
+        TITLES["health"],
+        health.health,
+        health.low,
+        health.high,
+        thresholds.min_health,
+        "min",
+        decision,
+        b,
+        (a, b),
+        MIN_HEALTH,
+        _num(health.health),
         f"weakest component {weakest} {_num(health.component(weakest))} ({a} → {b})",
         _COMPONENT_ADVICE[weakest],
     )
@@ -281,8 +373,11 @@ class AuditVerdicts:
     def failure_modes(self) -> tuple[Verdict, ...]:
         """The four failure modes in pipeline order, then health."""
         return (
-            self.visual_representation, self.connector_fidelity, self.llm_comprehension,
-            self.semantic_mapping, self.health,
+            self.visual_representation,
+            self.connector_fidelity,
+            self.llm_comprehension,
+            self.semantic_mapping,
+            self.health,
         )
 
 

@@ -53,9 +53,7 @@ def fit_probe(
     # Penalty and multinomial loss are the defaults of every supported scikit-learn
     # (L2, and multinomial for lbfgs); naming them warns in some versions and errors
     # in others, and our suite turns warnings into errors.
-    model = LogisticRegression(
-        C=settings.c, solver="lbfgs", max_iter=settings.max_iter, random_state=settings.seed
-    )
+    model = LogisticRegression(C=settings.c, solver="lbfgs", max_iter=settings.max_iter, random_state=settings.seed)
     # One BLAS thread: these fits are small, and threaded BLAS fighting torch's threads
     # for two cores made a fit 20-60x slower here (0.4 s vs 7-25 s measured).
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1, user_api="blas"):
@@ -95,9 +93,7 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     return float(np.mean(recalls))
 
 
-def bootstrap_balanced_accuracy(
-    pred: np.ndarray, y: np.ndarray, counts: np.ndarray, n_classes: int
-) -> np.ndarray:
+def bootstrap_balanced_accuracy(pred: np.ndarray, y: np.ndarray, counts: np.ndarray, n_classes: int) -> np.ndarray:
     """Balanced accuracy on every resample of ``counts: [B, n]``; returns ``[B]``.
 
     Classes absent from a resample are left out of that resample's mean, as
@@ -189,10 +185,7 @@ def build_probe_curve(
     predictions[stages.ANSWER] = answers
     counts = bootstrap_counts(len(test_y), settings.n_bootstrap, settings.seed)
     scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}
-    samples = {
-        name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes)
-        for name, pred in predictions.items()
-    }
+    samples = {name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes) for name, pred in predictions.items()}
     return ProbeCurve(
         stage_names=names,
         scores=scores,

@@ -7,9 +7,7 @@ from typing import Any
 
 from pytest_medprobe.errors import DatasetError, ExtractionError
 
-QUESTION_TEMPLATE = (
-    "What does this {modality} image show? Options: {options} Answer with the letter."
-)
+QUESTION_TEMPLATE = "What does this {modality} image show? Options: {options} Answer with the letter."
 MAX_OPTIONS = 26
 
 
@@ -32,9 +30,7 @@ def closed_question(class_names: Sequence[str], modality: str) -> str:
 def chat_prompt(processor: Any, question: str) -> str:
     """The full prompt: through the processor's chat template when it has one."""
     if getattr(processor, "chat_template", None):
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-        ]
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return str(processor.apply_chat_template(messages, add_generation_prompt=True))
     image_token = getattr(processor, "image_token", None)
     if image_token is None:

@@ -100,9 +100,7 @@ class AuditSession:
         if model not in self._models:
             from pytest_medprobe.models.loader import load_model
 
-            self._models[model] = load_model(
-                self.source(model), device=self.settings.device, dtype=self.settings.dtype
-            )
+            self._models[model] = load_model(self.source(model), device=self.settings.device, dtype=self.settings.dtype)
         return self._models[model]
 
     def dataset(self, dataset: str) -> ProbeDataset:

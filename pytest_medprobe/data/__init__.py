@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_medprobe.data import folder, medmnist, synthetic
 import numpy as np
 
+from pytest_medprobe.data import folder, medmnist, synthetic
 from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 

@@ -173,9 +173,7 @@ def stratified_cap(labels: np.ndarray, cap: int | None, seed: int) -> np.ndarray
             alloc[np.argmax(np.where(alloc > 1, alloc - quota, -np.inf))] -= 1
         while alloc.sum() < cap:
             alloc[np.argmax(np.where(alloc < counts, quota - alloc, -np.inf))] += 1
-    picked = [
-        rng.permutation(np.flatnonzero(labels == label))[:take] for label, take in zip(classes, alloc)
-    ]
+    picked = [rng.permutation(np.flatnonzero(labels == label))[:take] for label, take in zip(classes, alloc)]
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
@@ -201,9 +199,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     )
 
 
-def validate_labels(
-    fit_labels: np.ndarray, test_labels: np.ndarray, class_names: Sequence[str], where: str
-) -> None:
+def validate_labels(fit_labels: np.ndarray, test_labels: np.ndarray, class_names: Sequence[str], where: str) -> None:
     """Refuse labels a probe cannot be scored on; messages say what, where and how to fix."""
     k = len(class_names)
     if k < 2:
@@ -216,9 +212,7 @@ def validate_labels(
                 f"and dtype {labels.dtype}."
             )
         if labels.size == 0:
-            raise DatasetError(
-                f"{where}: the {split} split is empty. Add images to it, or raise {MAX_SAMPLES.flag}."
-            )
+            raise DatasetError(f"{where}: the {split} split is empty. Add images to it, or raise {MAX_SAMPLES.flag}.")
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= k:
             raise DatasetError(

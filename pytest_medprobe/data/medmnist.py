@@ -9,7 +9,6 @@ metrics.md §2). The project never downloads anything. Files are opened with
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from pytest_medprobe.config import DATA_ROOT
 from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+from pytest_medprobe.hashing import file_sha256
 
 PREFIX = "medmnist:"
 SIZES = (28, 64, 128, 224)  # 28 is the file without a suffix
@@ -98,9 +98,7 @@ def parse_spec(spec: str) -> MedmnistSpec:
             f"models. Use one of the 2D flags: {', '.join(MULTI_CLASS_FLAGS)}."
         )
     if flag not in FLAGS:
-        raise MedprobeUsageError(
-            f"dataset {spec!r}: unknown MedMNIST flag {flag!r}; known flags: {', '.join(FLAGS)}."
-        )
+        raise MedprobeUsageError(f"dataset {spec!r}: unknown MedMNIST flag {flag!r}; known flags: {', '.join(FLAGS)}.")
     if FLAGS[flag].multi_label:
         raise MedprobeUsageError(
             f"dataset {spec!r}: {flag} is multi-label (several findings per image); multi-label auditing "
@@ -127,18 +125,10 @@ def check_spec(spec: str, data_root: Path | None) -> None:
         raise MedprobeUsageError(
             f"dataset {spec!r}: no MedMNIST file at {path} (expected file name: {parsed.file_name}). "
             f"Point {DATA_ROOT.flag} at the folder that holds {parsed.file_name}, or download it there: "
-            f"pip install medmnist && python -c \"import medmnist; medmnist.{flag.python_class}("
+            f'pip install medmnist && python -c "import medmnist; medmnist.{flag.python_class}('
             f"split='test', download=True, size={parsed.size}, root='{root}')\" "
             f"(or fetch {parsed.file_name} from {ZENODO})."
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _labels(archive: np.lib.npyio.NpzFile, key: str, path: Path, flag: str) -> np.ndarray:
@@ -259,7 +249,7 @@ def load_medmnist(spec: str, data_root: Path | None, max_samples: int | None, se
             test = _read_split(archive, "test", path, parsed, max_samples, seed)
     stat = path.stat()
     identity = {"dataset": "medmnist", "flag": parsed.flag, "size": parsed.size, "path": str(path),
-                "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}  # fmt: skip
+                "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}  # fmt: skip
     return ProbeDataset(
         name=spec,
         class_names=flag.class_names,

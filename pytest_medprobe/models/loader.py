@@ -23,9 +23,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"--device {device}: CUDA is not available on this machine; use --device cpu or auto."
-        )
+        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto.")
     return torch.device(device)
 
 

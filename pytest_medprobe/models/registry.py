@@ -88,7 +88,9 @@ def _builtin_models() -> dict[str, BuiltinModel]:
     }
     for fault, (_, description, _mode) in FAULTS.items():
         name = f"{REFERENCE_NAME}:{fault}"
-        models[name] = BuiltinModel(name, f"{REFERENCE_NAME} with a planted fault: {description}", _fault_variant(fault))
+        models[name] = BuiltinModel(
+            name, f"{REFERENCE_NAME} with a planted fault: {description}", _fault_variant(fault)
+        )
     return models
 
 
@@ -114,8 +116,7 @@ def check_model_spec(spec: str) -> None:
             "that holds config.json and the weights."
         )
     raise MedprobeUsageError(
-        f"--model {spec!r}: no such model name and no directory at {path.resolve()}; "
-        f"{known_models_text()}."
+        f"--model {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
     )
 
 

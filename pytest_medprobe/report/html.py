@@ -116,7 +116,9 @@ class HtmlReportHooks:
         ]
         return report
 
-    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
         from pytest_medprobe.plugin import SESSION_KEY
 
         results = self.config.stash[SESSION_KEY].computed_results

@@ -53,7 +53,11 @@ def _misaligned_head(model: Any, processor: Any) -> None:
 FAULTS: dict[str, tuple[Callable[[Any, Any], None], str, str]] = {
     "blind-vision": (_blind_vision, "the vision encoder no longer sees the lesion", "visual_representation"),
     "lossy-connector": (_lossy_connector, "the projector drops most of its input", "connector_fidelity"),
-    "forgetful-llm": (_forgetful_llm, "the decoder never carries the image to the answer position", "llm_comprehension"),
+    "forgetful-llm": (
+        _forgetful_llm,
+        "the decoder never carries the image to the answer position",
+        "llm_comprehension",
+    ),
     "misaligned-head": (_misaligned_head, "the option letters are mapped to the wrong classes", "semantic_mapping"),
 }
 

@@ -95,9 +95,7 @@ def _nested_dropout(plan: TrainingPlan, generator: Any) -> Any:
     return hook
 
 
-def train_reference_model(
-    directory: Path, plan: TrainingPlan = TrainingPlan(), log: Any = print
-) -> dict[str, float]:
+def train_reference_model(directory: Path, plan: TrainingPlan = TrainingPlan(), log: Any = print) -> dict[str, float]:
     """Train and save ``medprobe-tiny`` to ``directory``; returns training statistics."""
     import torch
 
@@ -122,9 +120,7 @@ def train_reference_model(
         model.model.vision_tower.requires_grad_(False)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=plan.learning_rate, weight_decay=plan.weight_decay)
-        augmentation = model.model.multi_modal_projector.register_forward_pre_hook(
-            _nested_dropout(plan, generator)
-        )
+        augmentation = model.model.multi_modal_projector.register_forward_pre_hook(_nested_dropout(plan, generator))
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=plan.learning_rate, total_steps=plan.steps)
         running: list[float] = []
         for step in range(plan.steps):

@@ -20,4 +20,10 @@ def shipped_audits(pytester: pytest.Pytester) -> pytest.Pytester:
 @pytest.fixture
 def fast_options(shared_cache: Path) -> list[str]:
     """Options that keep an end-to-end run to a few seconds: small splits, fewer resamples."""
-    return [f"--medprobe-cache={shared_cache}", "--max-samples=120", "--medprobe-bootstrap=200", "-p", "no:cacheprovider"]
+    return [
+        f"--medprobe-cache={shared_cache}",
+        "--max-samples=120",
+        "--medprobe-bootstrap=200",
+        "-p",
+        "no:cacheprovider",
+    ]

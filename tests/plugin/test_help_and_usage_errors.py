@@ -36,7 +36,10 @@ def sys_executable() -> str:
 @pytest.mark.parametrize(
     ("argument", "expected"),
     [
-        ("--max-connector-loss=-0.1", "*--max-connector-loss / ini medprobe_max_connector_loss: got '-0.1'; allowed: a number from 0 to 1*"),
+        (
+            "--max-connector-loss=-0.1",
+            "*--max-connector-loss / ini medprobe_max_connector_loss: got '-0.1'; allowed: a number from 0 to 1*",
+        ),
         ("--min-health=high", "*--min-health*got 'high'*from 0 to 1*"),
         ("--batch-size=0", "*--batch-size*got '0'*>= 1*"),
         ("--max-samples=0", "*--max-samples*got '0'*>= 1*"),

@@ -28,23 +28,31 @@ class _ReportParser(HTMLParser):
         self.text.append(data)
 
 
-def test_every_audit_prints_a_verdict_for_the_default_pair(shipped_audits: pytest.Pytester, fast_options: list[str]) -> None:
+def test_every_audit_passes_on_the_default_reference_model(
+    shipped_audits: pytest.Pytester, fast_options: list[str]
+) -> None:
     result = shipped_audits.runpytest("-v", *fast_options)
     for name in AUDIT_NAMES:
-        result.stdout.fnmatch_lines([f"*{name}.py::{name}[[]tiny-llava-synthetic-lesions[]] *"])
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 5
-    assert "errors" not in outcomes and "error" not in outcomes
-    result.stdout.fnmatch_lines(["*medprobe summary*", "model*dataset*health*root cause*", "tiny-llava*synthetic-lesions*"])
+        result.stdout.fnmatch_lines([f"*{name}.py::{name}[[]medprobe-tiny-synthetic-lesions[]] PASSED*"])
+    result.assert_outcomes(passed=5)  # the reference model is healthy
+    result.stdout.fnmatch_lines(
+        ["*medprobe summary*", "model*dataset*health*root cause*", "medprobe-tiny*synthetic-lesions*pass*none*"]
+    )
 
 
 def test_thresholds_decide_pass_and_fail_with_a_message_naming_stage_numbers_and_setting(
     shipped_audits: pytest.Pytester, fast_options: list[str]
 ) -> None:
     lenient = shipped_audits.runpytest(
-        *fast_options, "--min-vision-gain=0", "--max-connector-loss=1", "--max-layer-drop=1",
-        "--max-llm-loss=1", "--max-semantic-gap=1", "--min-health=0",
-        "-k", "connector or llm or semantic or health",
+        *fast_options,
+        "--min-vision-gain=0",
+        "--max-connector-loss=1",
+        "--max-layer-drop=1",
+        "--max-llm-loss=1",
+        "--max-semantic-gap=1",
+        "--min-health=0",
+        "-k",
+        "connector or llm or semantic or health",
     )
     lenient.assert_outcomes(passed=4, deselected=1)
     strict = shipped_audits.runpytest(*fast_options, "--min-health=1", "-k", "health")
@@ -96,7 +104,7 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
     parser = _ReportParser()
     parser.feed(html)
     summary = " ".join(parser.text)
-    assert "tiny-llava" in summary and "synthetic-lesions" in summary and "root cause" in summary
+    assert "medprobe-tiny" in summary and "synthetic-lesions" in summary and "root cause" in summary
 
 
 def test_junit_properties_carry_statistic_threshold_and_interval(

@@ -31,7 +31,9 @@ def _same(a: FeatureBank, b: FeatureBank) -> bool:
     for left, right in ((a.fit, b.fit), (a.test, b.test)):
         if any(not np.array_equal(left.stages[n], right.stages[n]) for n in a.stage_names):
             return False
-        if not (np.array_equal(left.answers, right.answers) and np.array_equal(left.letter_logits, right.letter_logits)):
+        if not (
+            np.array_equal(left.answers, right.answers) and np.array_equal(left.letter_logits, right.letter_logits)
+        ):
             return False
     return True
 

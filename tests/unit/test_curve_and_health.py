@@ -122,8 +122,13 @@ def test_each_component_reads_its_own_part_of_the_curve() -> None:
     curve = curve_from_levels(
         {
             **{f"vision.{i}": level(0.8) for i in range(2)},
-            "vision": level(0.8), "connector": level(0.4), "llm.0": level(0.4), "llm.1": level(0.2),
-            "llm.2": level(0.4), "llm.3": level(0.4), "answer": level(0.2),
+            "vision": level(0.8),
+            "connector": level(0.4),
+            "llm.0": level(0.4),
+            "llm.1": level(0.2),
+            "llm.2": level(0.4),
+            "llm.3": level(0.4),
+            "answer": level(0.2),
             **{f"llm.{j}@answer": level(0.4) for j in range(4)},
         },
         n_per_class=400,
@@ -155,8 +160,11 @@ def test_a_curve_at_chance_everywhere_has_health_zero_not_nan() -> None:
 def test_nothing_to_keep_counts_as_kept() -> None:
     # A blind encoder: the connector cannot lose what vision never had (fidelity 1), and an
     # answer position at chance has nothing for the answer to say (alignment 1).
-    health = compute_health(curve_from_levels({"vision": 0.25, "connector": 0.25, "answer": 0.25, **{
-        f"llm.{j}@answer": 0.25 for j in range(4)}}))
+    health = compute_health(
+        curve_from_levels(
+            {"vision": 0.25, "connector": 0.25, "answer": 0.25, **{f"llm.{j}@answer": 0.25 for j in range(4)}}
+        )
+    )
     assert health.fidelity == 1.0 and health.alignment == 1.0
 
 
@@ -171,8 +179,13 @@ def test_health_and_its_components_are_bounded_and_finite_for_any_curve(
 ) -> None:
     names = (*stage_order(1, 3, has_image_view), "answer", "pixels")
     curve = curve_from_levels(
-        dict(zip(names, levels)), n_per_class=20, n_vision_blocks=1, n_layers=3,
-        has_image_view=has_image_view, n_bootstrap=50, independent=independent,
+        dict(zip(names, levels)),
+        n_per_class=20,
+        n_vision_blocks=1,
+        n_layers=3,
+        has_image_view=has_image_view,
+        n_bootstrap=50,
+        independent=independent,
     )
     health = compute_health(curve)
     for name, value in health.as_dict().items():

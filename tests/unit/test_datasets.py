@@ -139,10 +139,9 @@ def _probe_score(fit: np.ndarray, fit_labels: np.ndarray, test: np.ndarray, test
 def test_a_pixel_probe_scores_far_below_a_probe_on_shape_features(lesions: ProbeDataset) -> None:
     fit, test = np.asarray(lesions.fit_images), np.asarray(lesions.test_images)
     pixels = _probe_score(pixel_features(fit), lesions.fit_labels, pixel_features(test), lesions.test_labels)
-    shape = _probe_score(
-        _morphology_features(fit), lesions.fit_labels, _morphology_features(test), lesions.test_labels
-    )
-    assert pixels <= 0.45, f"pixel probe {pixels:.3f} > 0.45: position or intensity gives the class away"
+    shape = _probe_score(_morphology_features(fit), lesions.fit_labels, _morphology_features(test), lesions.test_labels)
+    # The weak hue cue keeps the baseline above chance (0.25), far below shape (>= 0.85).
+    assert 0.35 <= pixels <= 0.65, f"pixel probe {pixels:.3f} outside 0.35-0.65: the pixel cue is off"
     assert shape >= 0.85, f"shape probe {shape:.3f} < 0.85: the lesions are not distinguishable by shape"
 
 
@@ -256,6 +255,7 @@ def _write_medmnist(
     save: Callable[..., None] = np.savez, override: dict[str, np.ndarray] | None = None,
 ) -> Path:  # fmt: skip
     """A file in the official layout; each image's first two pixels encode its row index."""
+
     def split(n: int) -> dict[str, np.ndarray]:
         images = np.zeros((n, 28, 28, 3) if colour else (n, 28, 28), np.uint8)
         index = np.arange(n).reshape(n, *[1] * (images.ndim - 3))

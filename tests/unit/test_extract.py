@@ -67,8 +67,9 @@ def test_vision_stage_is_the_layer_the_config_hands_to_the_projector(tiny_llava)
     question = closed_question(CLASSES, "dermatoscopy")
     images = _images(2)
     split = extract_split(tiny_llava, images, question, 3, 2, progress=False)
-    inputs = tiny_llava.processor(images=images, text=[chat_prompt(tiny_llava.processor, question)] * 2,
-                                  return_tensors="pt")
+    inputs = tiny_llava.processor(
+        images=images, text=[chat_prompt(tiny_llava.processor, question)] * 2, return_tensors="pt"
+    )
     with torch.inference_mode():
         out = tiny_llava.model.model.vision_tower(inputs["pixel_values"], output_hidden_states=True)
     layer = tiny_llava.model.config.vision_feature_layer

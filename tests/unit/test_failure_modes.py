@@ -35,7 +35,9 @@ def _at(level: float, names: list[str]) -> dict[str, float]:
 
 # One planted fault per failure mode; each must fail its own audit and pass the others.
 FAULTY_LEVELS: dict[str, dict[str, float]] = {
-    "visual_representation": _at(0.25, ["vision.0", "vision.1", "vision", "connector", *IMAGE_VIEW, *ANSWER_VIEW, "answer"]),
+    "visual_representation": _at(
+        0.25, ["vision.0", "vision.1", "vision", "connector", *IMAGE_VIEW, *ANSWER_VIEW, "answer"]
+    ),
     "connector_fidelity": _at(0.5, ["connector", *IMAGE_VIEW, *ANSWER_VIEW, "answer"]),
     "llm_comprehension": _at(0.3, [*ANSWER_VIEW, "answer"]),
     "semantic_mapping": {"answer": 0.3},
@@ -48,7 +50,9 @@ SETTINGS_OF = {
 }
 
 
-def _verdicts(levels: dict[str, float], thresholds: Thresholds = DEFAULTS, decision: Decision = "point", **kwargs: object) -> AuditVerdicts:
+def _verdicts(
+    levels: dict[str, float], thresholds: Thresholds = DEFAULTS, decision: Decision = "point", **kwargs: object
+) -> AuditVerdicts:
     curve = curve_from_levels(levels, **kwargs)  # type: ignore[arg-type]
     return evaluate(curve, compute_health(curve), thresholds, decision)
 
@@ -81,9 +85,7 @@ def test_a_failure_message_says_what_observed_versus_threshold_and_which_setting
 
 def test_connector_message_reads_like_the_style_guide() -> None:
     verdict = _verdicts({"connector": 0.8, **_at(0.8, [*IMAGE_VIEW, *ANSWER_VIEW, "answer"])}).connector_fidelity
-    assert verdict.message.startswith(
-        "connector fidelity: vision 0.900 → connector 0.800, loss 0.100 (95% CI 0."
-    )
+    assert verdict.message.startswith("connector fidelity: vision 0.900 → connector 0.800, loss 0.100 (95% CI 0.")
     assert "> max 0.030 — the projector loses visual signal the encoder had." in verdict.message
     assert (verdict.stage, verdict.segment, verdict.bound) == ("connector", ("vision", "connector"), "max")
 
@@ -222,7 +224,9 @@ def test_verdicts_serialize_to_json_with_their_parts() -> None:
     llm = document[2]
     assert llm["verdict"] == "fail" and llm["setting"] == config.MAX_LAYER_DROP.flag
     assert [part["setting"] for part in llm["parts"]] == [config.MAX_LAYER_DROP.flag, config.MAX_LLM_LOSS.flag]
-    assert {"mode", "statistic", "low", "high", "threshold", "verdict", "stage", "bound", "setting", "message"} <= set(llm)
+    assert {"mode", "statistic", "low", "high", "threshold", "verdict", "stage", "bound", "setting", "message"} <= set(
+        llm
+    )
 
 
 def test_each_audit_function_returns_its_mode() -> None:
