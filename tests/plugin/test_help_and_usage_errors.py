@@ -89,3 +89,17 @@ def test_a_missing_medmnist_file_names_the_path_and_the_expected_file(pytester: 
     text = result.stderr.str()
     assert str(root / "breastmnist_64.npz") in text
     assert "breastmnist_64.npz" in text
+
+
+def test_fixtures_show_their_docstrings_in_pytest_fixtures(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--fixtures")
+    result.stdout.fnmatch_lines(
+        [
+            "*mllm* -- *",
+            "*The loaded model under audit*",
+            "*probe_curve* -- *",
+            "*The probe curve*",
+            "*health* -- *",
+            "*thresholds* -- *",
+        ]
+    )

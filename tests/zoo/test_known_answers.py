@@ -121,3 +121,17 @@ def test_an_exported_checkpoint_gives_the_same_verdicts_as_the_zoo_name(
         runs[model] = run
     assert runs[name]["stages"] == runs[str(directory)]["stages"]
     assert runs[name]["failure_modes"] == runs[str(directory)]["failure_modes"]
+
+
+@pytest.mark.parametrize("fault", FAULT_MODE)
+def test_shipped_audits_on_a_variant_fail_exactly_its_audits_and_point_at_the_stage(
+    pytester: pytest.Pytester, shared_cache: Path, fault: str
+) -> None:
+    audits = Path(__file__).resolve().parents[2] / "audits"
+    pytester.makepyfile(**{path.stem: path.read_text() for path in audits.glob("test_*.py")})
+    result = pytester.runpytest(f"--model={REFERENCE_NAME}:{fault}", f"--medprobe-cache={shared_cache}", "-rf")
+    expected = EXPECTED_FAILURES[f"{REFERENCE_NAME}:{fault}"]
+    result.assert_outcomes(failed=len(expected), passed=5 - len(expected))
+    for mode in expected:
+        result.stdout.fnmatch_lines([f"FAILED test_{mode}.py::test_{mode}[[]{REFERENCE_NAME}:{fault}-synthetic-lesions[]]*"])
+    result.stdout.fnmatch_lines([f"*{EXPECTED_STAGE[fault]}*", f"*{REFERENCE_NAME}:{fault}*{FAULT_MODE[fault]}*"])
