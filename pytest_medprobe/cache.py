@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
-from pytest_medprobe.hashing import file_sha256
+from pytest_medprobe.files import file_sha256
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.safetensors"

@@ -95,6 +95,38 @@ DECISION = _setting(
 )
 BOOTSTRAP = _setting("n_bootstrap", "--medprobe-bootstrap", "bootstrap resamples per interval; default 1000", 1000)
 PROBE_C = _setting("probe_c", "--medprobe-probe-c", "inverse L2 strength C of the linear probes; default 1.0", 1.0)
+BASELINE = _setting(
+    "baseline_path",
+    "--medprobe-baseline",
+    "compare every pair with this baseline file (adds the regression audits)",
+    None,
+)
+SAVE_BASELINE = _setting(
+    "save_baseline_path",
+    "--medprobe-save-baseline",
+    "write (or update) this baseline file with every pair of the run",
+    None,
+)
+BASELINE_REQUIRED = _setting(
+    "baseline_required",
+    "--medprobe-baseline-required",
+    "a pair without a baseline entry fails the regression audits instead of skipping them",
+    False,
+    ini_type="bool",
+    is_switch=True,
+)
+LABEL = _setting(
+    "label",
+    "--medprobe-label",
+    "release line of the model(s) in baselines; default: the registry name or folder name",
+    None,
+)
+TOLERANCE = _setting(
+    "tolerance",
+    "--medprobe-tolerance",
+    "how much worse than the baseline a statistic may get (balanced-accuracy points); default 0.02",
+    0.02,
+)
 MIN_VISION_GAIN = _setting(
     "min_vision_gain",
     "--min-vision-gain",
@@ -148,6 +180,11 @@ SETTINGS: tuple[Setting, ...] = (
     DECISION,
     BOOTSTRAP,
     PROBE_C,
+    BASELINE,
+    SAVE_BASELINE,
+    BASELINE_REQUIRED,
+    LABEL,
+    TOLERANCE,
     MIN_VISION_GAIN,
     MIN_VISION_SCORE,
     MAX_CONNECTOR_LOSS,
@@ -204,6 +241,11 @@ class MedprobeSettings:
     n_bootstrap: int
     probe_c: float
     thresholds: Thresholds
+    baseline_path: Path | None = None
+    save_baseline_path: Path | None = None
+    baseline_required: bool = False
+    label: str | None = None
+    tolerance: float = 0.02
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -287,6 +329,15 @@ def _parse_bool(setting: Setting, raw: object) -> bool:
     raise _usage(setting, raw, "true or false")
 
 
+def _parse_label(raw: object) -> str | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    label = str(raw).strip()
+    if "|" in label:  # the separator of baseline keys
+        raise _usage(LABEL, raw, "a release-line name without '|'")
+    return label
+
+
 def pick(setting: Setting, cli: Mapping[str, object], ini: Mapping[str, object]) -> object:
     """The raw value of one setting: command line, else ini, else the default."""
     from_cli = cli.get(setting.dest)
@@ -340,4 +391,9 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         n_bootstrap=_parse_int(BOOTSTRAP, get(BOOTSTRAP), 1),
         probe_c=_parse_positive_float(PROBE_C, get(PROBE_C)),
         thresholds=thresholds,
+        baseline_path=path_or_none(BASELINE),
+        save_baseline_path=path_or_none(SAVE_BASELINE),
+        baseline_required=_parse_bool(BASELINE_REQUIRED, get(BASELINE_REQUIRED)),
+        label=_parse_label(get(LABEL)),
+        tolerance=_parse_fraction(TOLERANCE, get(TOLERANCE)),
     )

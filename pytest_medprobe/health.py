@@ -94,14 +94,19 @@ def _segments(n: Mapping[str, float], curve: ProbeCurve) -> dict[str, tuple[str,
     }
 
 
+def health_samples(curve: ProbeCurve) -> np.ndarray:
+    """Health on every bootstrap resample of ``curve``: ``[B]``, paired with its stage samples."""
+    sample_n = {name: curve.normalized_samples(name) for name in [*curve.stages, ANSWER]}
+    return _geometric_mean(_components(sample_n, curve))
+
+
 def compute_health(curve: ProbeCurve) -> HealthScores:
     """metrics.md §5 on ``curve``: components, health, its bootstrap interval, the weakest part."""
     names = [*curve.stages, ANSWER]
     point_n = {name: np.array([curve.normalized(name)]) for name in names}
-    sample_n = {name: curve.normalized_samples(name) for name in names}
     point = {name: float(value[0]) for name, value in _components(point_n, curve).items()}
     health = float(_geometric_mean({name: np.array([value]) for name, value in point.items()})[0])
-    low, high = percentile_interval(_geometric_mean(_components(sample_n, curve)), health)
+    low, high = percentile_interval(health_samples(curve), health)
     n = {name: float(value[0]) for name, value in point_n.items()}
     peak = max(n[stage] for stage in curve.stages)
     return HealthScores(

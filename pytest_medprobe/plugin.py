@@ -16,11 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_medprobe.config import SETTINGS, MedprobeSettings, Thresholds, resolve_settings
+from pytest_medprobe.config import (
+    BASELINE,
+    BASELINE_REQUIRED,
+    LABEL,
+    SETTINGS,
+    MedprobeSettings,
+    Thresholds,
+    resolve_settings,
+    setting_names,
+)
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
 from pytest_medprobe.session import AuditSession, Pair, PairResult
 
 if TYPE_CHECKING:
+    from pytest_medprobe.baseline import BaselineComparison
     from pytest_medprobe.curve import ProbeCurve
     from pytest_medprobe.data.base import ProbeDataset
     from pytest_medprobe.extract import FeatureBank
@@ -64,6 +74,11 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
 
     for model in settings.models:
         check_model_spec(model)
+    if settings.label is not None and len(settings.models) > 1:
+        raise MedprobeUsageError(
+            f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "
+            "given; run them separately, each with its label."
+        )
     for dataset in settings.datasets:
         check_dataset_spec(dataset, settings.data_root)
     return settings
@@ -219,6 +234,39 @@ def thresholds(medprobe_session: AuditSession) -> Thresholds:
     return medprobe_session.settings.thresholds
 
 
+@pytest.fixture(scope="session")
+def baseline(request: pytest.FixtureRequest, medprobe_pair: Pair, medprobe_result: PairResult) -> BaselineComparison:
+    """The pair's entry in ``--medprobe-baseline``: ``baseline.score(stage)``, ``baseline.health``,
+    and ``baseline.verdict(statistic)``, the regression check of one statistic.
+
+    Skips when no baseline is given or the pair has no entry (fails instead with
+    ``--medprobe-baseline-required``).
+
+    Example::
+
+        def test_answer_is_no_worse_than_the_release(probe_curve, baseline):
+            assert probe_curve.score("answer") >= baseline.score("answer") - 0.02
+    """
+    session = request.config.stash[SESSION_KEY]
+    settings = session.settings
+    if settings.baseline_path is None:
+        pytest.skip(f"no baseline given: pass {BASELINE.flag} PATH (write one with --medprobe-save-baseline)")
+    try:
+        comparison = session.baseline_comparison(medprobe_pair)
+    except MedprobeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if comparison is None:
+        message = (
+            f"no baseline entry for {medprobe_pair.model} × {medprobe_pair.dataset} in {settings.baseline_path} "
+            f"(release line {settings.label or 'from the model name'}, dataset fingerprint "
+            f"{medprobe_result.dataset.fingerprint[:12]})"
+        )
+        if settings.baseline_required:
+            pytest.fail(f"{message}; {BASELINE_REQUIRED.flag} is set.", pytrace=False)
+        pytest.skip(f"{message}; pass {BASELINE_REQUIRED.flag} to fail instead.")
+    return comparison
+
+
 @pytest.fixture
 def check_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
     """Fail the test with the verdict's message unless it passed; report it either way.
@@ -289,7 +337,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     audit = config.stash.get(SESSION_KEY, None)
-    if audit is None or audit.settings.json_path is None:
+    if audit is None:
+        return
+    saved = audit.save_baseline()
+    if saved:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"medprobe: saved {saved} baseline entries to {audit.settings.save_baseline_path}")
+    if audit.settings.json_path is None:
         return
     from pytest_medprobe.report.json_results import write_results
 

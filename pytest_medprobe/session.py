@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pytest_medprobe.cache import FeatureCache, cache_key
 
 if TYPE_CHECKING:
+    from pytest_medprobe.baseline import BaselineComparison
     from pytest_medprobe.config import MedprobeSettings
     from pytest_medprobe.curve import ProbeCurve
     from pytest_medprobe.data.base import ProbeDataset
@@ -79,6 +80,8 @@ class AuditSession:
         self._datasets: dict[str, ProbeDataset] = {}
         self._features: dict[Pair, tuple[FeatureBank, FeatureProvenance]] = {}
         self._results: dict[Pair, PairResult] = {}
+        self._baseline_document: dict[str, object] | None = None
+        self._comparisons: dict[Pair, BaselineComparison | None] = {}
 
     @property
     def pairs(self) -> tuple[Pair, ...]:
@@ -200,3 +203,51 @@ class AuditSession:
             verdicts=verdicts,
         )
         return self._results[pair]
+
+    def baseline_comparison(self, pair: Pair) -> BaselineComparison | None:
+        """The pair against its entry in ``--medprobe-baseline``; None without an entry."""
+        if pair in self._comparisons:
+            return self._comparisons[pair]
+        from pytest_medprobe.baseline import compare, find_entry, read_baseline
+
+        path = self.settings.baseline_path
+        if path is None:
+            raise ValueError("no baseline file is configured")
+        if self._baseline_document is None:
+            self._baseline_document = read_baseline(path)
+        result = self.result(pair)
+        found = find_entry(self._baseline_document, pair.model, self.settings.label, result.dataset.fingerprint)
+        comparison = None
+        if found is not None:
+            key, entry = found
+            comparison = compare(
+                result,
+                key,
+                entry,
+                n_bootstrap=self.settings.n_bootstrap,
+                seed=self.settings.seed,
+                tolerance=self.settings.tolerance,
+                decision=self.settings.decision,
+            )
+        self._comparisons[pair] = comparison
+        return comparison
+
+    def compared(self, pair: Pair) -> BaselineComparison | None:
+        """The comparison made for ``pair`` in this session, if any (for the reports)."""
+        return self._comparisons.get(pair)
+
+    def save_baseline(self) -> int:
+        """Write every computed pair into ``--medprobe-save-baseline``; returns the entry count."""
+        from pytest_medprobe.baseline import default_release_line, entry_key, make_entry, update_baseline
+
+        path = self.settings.save_baseline_path
+        if path is None or not self.computed_results:
+            return 0
+        entries = {}
+        for result in self.computed_results:
+            line = self.settings.label or default_release_line(result.pair.model)
+            entries[entry_key(line, result.dataset.fingerprint)] = make_entry(
+                result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed
+            )
+        update_baseline(path, entries)
+        return len(entries)

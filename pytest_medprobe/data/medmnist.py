@@ -19,7 +19,7 @@ import numpy as np
 from pytest_medprobe.config import DATA_ROOT
 from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
-from pytest_medprobe.hashing import file_sha256
+from pytest_medprobe.files import file_sha256
 
 PREFIX = "medmnist:"
 SIZES = (28, 64, 128, 224)  # 28 is the file without a suffix

@@ -50,25 +50,51 @@ def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
 
 
 def summary_html(results: tuple[PairResult, ...]) -> str:
-    """The summary section: one row per model × dataset pair."""
+    """The summary section: a table of every model × dataset pair, and per dataset one plot
+    overlaying the probe curves of all its models on a normalized depth axis."""
+    from pytest_medprobe.report.plots import plot_overlay
+
+    modes = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
     header = (
-        "<tr><th>model</th><th>family</th><th>dataset</th><th>classes</th><th>n fit / test</th>"
-        "<th>health</th><th>root cause</th><th>features</th></tr>"
+        "<tr><th>model</th><th>family</th><th>dataset</th><th>n fit / test</th><th>health</th>"
+        + "".join(f"<th>{escape(mode.replace('_', ' '))}</th>" for mode in modes)
+        + "<th>root cause</th><th>features</th></tr>"
     )
     rows = []
     for result in results:
-        dataset = result.dataset
-        health = result.health
-        root = result.verdicts.root_cause or "none"
-        features = "cached" if result.provenance.cache_hit else "extracted"
+        dataset, health = result.dataset, result.health
+        verdicts = {verdict.mode: verdict for verdict in result.verdicts.failure_modes()}
+        cells = "".join(
+            f"<td>{'pass' if verdicts[mode].passed else 'FAIL'} ({_fmt(verdicts[mode].statistic)})</td>"
+            for mode in modes
+        )
         rows.append(
             f"<tr><td>{escape(result.pair.model)}</td><td>{escape(result.source.family)}</td>"
-            f"<td>{escape(dataset.name)}</td><td>{escape(', '.join(dataset.class_names))}</td>"
-            f"<td>{dataset.n_fit} / {dataset.n_test}</td>"
-            f"<td>{_fmt(health.health)} (95% CI {_fmt(health.low)}–{_fmt(health.high)})</td>"
-            f"<td>{escape(root)}</td><td>{features}</td></tr>"
+            f"<td>{escape(dataset.name)}</td><td>{dataset.n_fit} / {dataset.n_test}</td>"
+            f"<td>{_fmt(health.health)} (95% CI {_fmt(health.low)}–{_fmt(health.high)})</td>{cells}"
+            f"<td>{escape(result.verdicts.root_cause or 'none')}</td>"
+            f"<td>{'cached' if result.provenance.cache_hit else 'extracted'}</td></tr>"
         )
-    return '<h2>medprobe</h2><table class="medprobe">' + header + "".join(rows) + "</table>"
+    plots = []
+    for dataset_name in dict.fromkeys(result.dataset.name for result in results):
+        curves = [(r.pair.model, r.curve) for r in results if r.dataset.name == dataset_name]
+        png = base64.b64encode(plot_overlay(curves, f"probe curves on {dataset_name}")).decode("ascii")
+        plots.append(
+            f'<div><img class="medprobe-overlay" alt="probe curves on {escape(dataset_name)}" '
+            f'src="data:image/png;base64,{png}"/></div>'
+        )
+    classes = "".join(
+        f"<li>{escape(r.dataset.name)}: {escape(', '.join(r.dataset.class_names))}</li>"
+        for r in {r.dataset.name: r for r in results}.values()
+    )
+    return (
+        '<h2>medprobe</h2><table class="medprobe">'
+        + header
+        + "".join(rows)
+        + "</table>"
+        + f"<ul>{classes}</ul>"
+        + "".join(plots)
+    )
 
 
 class HtmlReportHooks:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe import __version__
+from pytest_medprobe.files import atomic_write_text
 
 if TYPE_CHECKING:
+    from pytest_medprobe.baseline import BaselineComparison
     from pytest_medprobe.session import AuditSession, Pair, PairResult
 
 
@@ -20,10 +20,10 @@ def _score(curve: Any, stage: str) -> dict[str, float]:
     return {"score": curve.score(stage), "low": low, "high": high}
 
 
-def run_record(result: PairResult) -> dict[str, Any]:
+def run_record(result: PairResult, comparison: BaselineComparison | None = None) -> dict[str, Any]:
     """One entry of ``runs``: model, dataset, curve, answer, health, verdicts, root cause."""
     dataset, source, curve = result.dataset, result.source, result.curve
-    return {
+    record = {
         "model": {
             "name": result.pair.model,
             "family": source.family,
@@ -52,12 +52,24 @@ def run_record(result: PairResult) -> dict[str, Any]:
             "forward_passes": result.provenance.forward_passes,
         },
     }
+    if comparison is not None:
+        from pytest_medprobe.baseline import STATISTICS
+
+        record["baseline"] = {
+            "key": comparison.key,
+            "release_line": comparison.release_line,
+            "paired": comparison.paired,
+            "regressions": [comparison.verdict(name).as_dict() for name in STATISTICS],
+        }
+    return record
 
 
 def results_document(
     session: AuditSession, pair_errors: Mapping[Pair, str], audit_outcomes: Mapping[str, str]
 ) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = [run_record(result) for result in session.computed_results]
+    runs: list[dict[str, Any]] = [
+        run_record(result, session.compared(result.pair)) for result in session.computed_results
+    ]
     for pair, message in pair_errors.items():
         runs.append({"model": {"name": pair.model}, "dataset": {"name": pair.dataset}, "error": message})
     return {
@@ -72,13 +84,4 @@ def write_results(
 ) -> None:
     """Write the results file atomically (a reader never sees half a document)."""
     document = results_document(session, pair_errors, audit_outcomes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

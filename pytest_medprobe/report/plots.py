@@ -98,3 +98,59 @@ def plot_probe_curve(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def normalized_depth(curve: ProbeCurve) -> dict[str, float]:
+    """Each stage's place on a 0-1 depth axis, so models of different depth line up.
+
+    Vision blocks fill [0, 0.3], the handed-off feature sits at 0.3, the connector at
+    0.35, and decoder layer j at 0.4 + 0.6 (j + 1) / L for both of its views.
+    """
+    depth: dict[str, float] = {}
+    blocks = curve.vision_blocks
+    for index, name in enumerate(blocks):
+        depth[name] = 0.3 * (index + 1) / len(blocks)
+    depth[stages.VISION] = 0.3
+    depth[stages.CONNECTOR] = 0.35
+    n_layers = len(curve.answer_view)
+    for name in [*curve.image_view, *curve.answer_view]:
+        layer = stages.parse_stage(name).index or 0
+        depth[name] = 0.4 + 0.6 * (layer + 1) / n_layers
+    return depth
+
+
+def plot_overlay(curves: list[tuple[str, ProbeCurve]], title: str) -> bytes:
+    """PNG bytes: the probe curves of several models on one dataset, on the normalized depth axis."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 3.8), dpi=100)
+    axes = figure.add_subplot()
+    colours = matplotlib.colormaps["tab10"]
+    for index, (label, curve) in enumerate(curves):
+        colour = colours(index % 10)
+        depth = normalized_depth(curve)
+        encoder = [*curve.vision_blocks, stages.VISION, stages.CONNECTOR]
+        main = encoder + list(curve.image_view) if curve.has_image_view else encoder
+        axes.plot([depth[s] for s in main], [curve.score(s) for s in main], "-", color=colour, label=label)
+        answer_view = list(curve.answer_view)
+        axes.plot([depth[s] for s in answer_view], [curve.score(s) for s in answer_view], "--", color=colour)
+        axes.plot([1.1], [curve.answer.score], "D", color=colour)
+    if curves:
+        axes.axhline(curves[0][1].chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    axes.set_xticks([0.15, 0.35, 0.7, 1.1])
+    axes.set_xticklabels(["vision blocks", "connector", "decoder layers (0-100%)", "answer"], fontsize=7)
+    for boundary in (0.325, 0.375, 1.05):
+        axes.axvline(boundary, color="grey", linewidth=0.5, alpha=0.5)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_xlabel("normalized depth (solid: image tokens, dashed: answer position, ◆: answer)", fontsize=8)
+    axes.set_ylabel("balanced accuracy")
+    axes.set_title(title, fontsize=9)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

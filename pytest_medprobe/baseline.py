@@ -1,0 +1,281 @@
+"""Release gating: save a release's numbers as a baseline, judge a candidate against them.
+
+A baseline file (JSON) holds one entry per release line × dataset × split. The key is the
+release line (a ``--medprobe-label``, else the model's registry or folder name) and the
+dataset's fingerprint, never anything about the machine. Each entry keeps the per-stage
+scores, the answer, health, and every failure-mode statistic with its bootstrap
+samples, so a candidate scored on the same test images with the same resamples is
+compared *per resample*: the regression verdict rests on a paired interval of the
+difference, not on two point estimates. Updating a file keeps every entry the run did
+not touch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from pytest_medprobe import __version__, stages
+from pytest_medprobe.config import BASELINE, LABEL, TOLERANCE, Decision, setting_names
+from pytest_medprobe.curve import format_interval, percentile_interval
+from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.failure_modes import Verdict, decide
+from pytest_medprobe.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.session import PairResult
+
+FORMAT_VERSION = 1
+SPLIT = "test"
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class RegressionStatistic:
+    """One number a release must not get worse on, with its bootstrap samples."""
+
+    name: str
+    title: str
+    better: Better
+    segment: tuple[str, str]  # the stages it compares (the whole pipeline for health)
+    point: float
+    samples: np.ndarray  # [B], resample b of the same bootstrap as every stage
+
+
+STATISTICS = ("health", "visual_gain", "connector_loss", "layer_drop", "llm_loss", "semantic_gap")
+
+
+def _largest_drop(curve: ProbeCurve) -> tuple[tuple[str, str], float, np.ndarray]:
+    """The largest fall between consecutive stages of the decoder's curve, and its samples."""
+    chain = [stages.CONNECTOR, *curve.image_view] if curve.has_image_view else list(curve.answer_view)
+    pairs = list(zip(chain[:-1], chain[1:]))
+    drops = [curve.score(a) - curve.score(b) for a, b in pairs]
+    worst = int(np.argmax(drops))
+    samples = np.max(np.stack([curve.samples(a) - curve.samples(b) for a, b in pairs]), axis=0)
+    return pairs[worst], max(drops), samples
+
+
+def regression_statistics(
+    curve: ProbeCurve, health_samples: np.ndarray, health: float
+) -> dict[str, RegressionStatistic]:
+    """Health and the failure-mode statistics of metrics.md §3, each with paired samples."""
+    last = curve.last_layer_answer
+    drop_pair, drop, drop_samples = _largest_drop(curve)
+
+    def difference(name: str, title: str, better: Better, a: str, b: str) -> RegressionStatistic:
+        return RegressionStatistic(
+            name, title, better, (a, b), curve.score(a) - curve.score(b), curve.samples(a) - curve.samples(b)
+        )
+
+    found = [
+        RegressionStatistic("health", "health", "higher", (stages.VISION, stages.ANSWER), health, health_samples),
+        difference("visual_gain", "visual gain (vision − pixels)", "higher", stages.VISION, stages.PIXELS),
+        difference("connector_loss", "connector loss (vision − connector)", "lower", stages.VISION, stages.CONNECTOR),
+        RegressionStatistic("layer_drop", "largest decoder-layer drop", "lower", drop_pair, drop, drop_samples),
+        difference("llm_loss", f"LLM loss (connector − {last})", "lower", stages.CONNECTOR, last),
+        difference("semantic_gap", f"semantic gap ({last} − answer)", "lower", last, stages.ANSWER),
+    ]
+    return {statistic.name: statistic for statistic in found}
+
+
+def default_release_line(model: str) -> str:
+    """A model's release line when no label is given: its registry name or folder name."""
+    from pytest_medprobe.models.registry import model_short_name
+
+    return model_short_name(model)
+
+
+def entry_key(line: str, dataset_fingerprint: str) -> str:
+    return f"{line}|{dataset_fingerprint}|{SPLIT}"
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(value), 6) for value in values]
+
+
+def make_entry(result: PairResult, line: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """The baseline entry of one pair."""
+    from pytest_medprobe.health import health_samples
+
+    curve = result.curve
+    statistics = regression_statistics(curve, health_samples(curve), result.health.health)
+    return {
+        "release_line": line,
+        "model": {"name": result.pair.model, "fingerprint": result.source.fingerprint},
+        "dataset": {"name": result.dataset.name, "fingerprint": result.dataset.fingerprint, "split": SPLIT},
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "n_test": result.dataset.n_test},
+        "stages": curve.to_records(),
+        "answer": {"score": curve.answer.score, "low": curve.answer.low, "high": curve.answer.high},
+        "health": result.health.as_dict(),
+        "statistics": {
+            name: {
+                "point": statistic.point,
+                "better": statistic.better,
+                "sd": float(np.std(statistic.samples)),
+                "samples": _rounded(statistic.samples),
+            }
+            for name, statistic in statistics.items()
+        },
+        "medprobe_version": __version__,
+    }
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    """A baseline file's content; a missing file is an empty baseline, a damaged one an error."""
+    if not path.exists():
+        return {"format_version": FORMAT_VERSION, "entries": {}}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format_version") != FORMAT_VERSION or not isinstance(document.get("entries"), dict):
+            raise ValueError(f"format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise MedprobeUsageError(
+            f"{setting_names(BASELINE)}: {path} is not a pytest-medprobe baseline file ({exc}); "
+            "write one with --medprobe-save-baseline."
+        ) from None
+    return document
+
+
+def update_baseline(path: Path, entries: Mapping[str, dict[str, Any]]) -> None:
+    """Add or replace ``entries`` in the file at ``path``, keeping every other entry.
+
+    Read, merge and write happen under a file lock, and the write is atomic, so two
+    runs saving different pairs at once both keep their entries.
+    """
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        document = read_baseline(path)
+        document["entries"].update(entries)
+        atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def find_entry(
+    document: Mapping[str, Any], model: str, label: str | None, dataset_fingerprint: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The baseline entry a candidate is compared with, or None when there is none.
+
+    With a label, or for a model whose release line is in the file, that line decides.
+    A new checkpoint folder without a label is compared with the file's only release
+    line for this dataset; when there are several, the label must choose.
+    """
+    entries = document["entries"]
+    line = label or default_release_line(model)
+    key = entry_key(line, dataset_fingerprint)
+    if key in entries:
+        return key, entries[key]
+    if label is not None:
+        return None
+    candidates = {k: v for k, v in entries.items() if v["dataset"]["fingerprint"] == dataset_fingerprint}
+    lines = sorted({entry["release_line"] for entry in candidates.values()})
+    if len(lines) == 1:
+        only = entry_key(lines[0], dataset_fingerprint)
+        return only, candidates[only]
+    if len(lines) > 1:
+        raise MedprobeUsageError(
+            f"the baseline holds several release lines for this dataset ({', '.join(lines)}) and "
+            f"{model!r} is none of them; choose one with {setting_names(LABEL)}."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """A candidate pair against its baseline entry; ``verdict(name)`` judges one statistic."""
+
+    key: str
+    entry: dict[str, Any]
+    candidate: dict[str, RegressionStatistic]
+    paired: bool  # same test images, resample count and seed: differences taken per resample
+    tolerance: float
+    decision: Decision
+
+    @property
+    def release_line(self) -> str:
+        return str(self.entry["release_line"])
+
+    @property
+    def health(self) -> float:
+        """The baseline's health."""
+        return float(self.entry["health"]["health"])
+
+    def score(self, stage: str) -> float:
+        """The baseline's score at ``stage`` (a probe stage, or ``answer``)."""
+        if stage == stages.ANSWER:
+            return float(self.entry["answer"]["score"])
+        for record in self.entry["stages"]:
+            if record["stage"] == stage:
+                return float(record["score"])
+        raise KeyError(f"the baseline has no stage {stage!r}")
+
+    def verdict(self, name: str) -> Verdict:
+        """Whether the candidate is worse than the baseline on ``name`` by more than the tolerance."""
+        if name not in self.candidate:
+            raise KeyError(f"{name!r} is not a regression statistic; use one of {', '.join(STATISTICS)}")
+        stored, current = self.entry["statistics"][name], self.candidate[name]
+        sign = 1.0 if current.better == "higher" else -1.0  # worsening = sign * (baseline - candidate)
+        worsening = sign * (stored["point"] - current.point)
+        if self.paired:
+            worsening_samples = sign * (np.asarray(stored["samples"]) - current.samples)
+            low, high = percentile_interval(worsening_samples, worsening)
+            how = "paired bootstrap"
+        else:
+            spread = 1.96 * float(np.hypot(stored["sd"], np.std(current.samples)))
+            low, high = worsening - spread, worsening + spread
+            how = "independent bootstraps: the test split or resampling differs from the baseline's"
+        passed = decide(worsening, low, high, self.tolerance, "max", self.decision)
+        comparison = "≤" if passed else ">"
+        message = (
+            f"regression of {current.title} against baseline {self.release_line!r}: baseline "
+            f"{stored['point']:.3f} → candidate {current.point:.3f}, worse by {worsening:.3f} "
+            f"{format_interval(low, high)[:-1]}, {how}) {comparison} tolerance {self.tolerance:.3f}"
+        )
+        if not passed:
+            message += (
+                f" — the candidate lost ground at {current.segment[0]} → {current.segment[1]}. "
+                f"Inspect it, or set {setting_names(TOLERANCE)} to accept it."
+            )
+        return Verdict(
+            mode=f"regression_{name}",
+            title=f"regression of {current.title}",
+            statistic=worsening,
+            low=low,
+            high=high,
+            threshold=self.tolerance,
+            bound="max",
+            passed=passed,
+            stage=current.segment[1],
+            segment=current.segment,
+            setting=TOLERANCE,
+            message=message,
+        )
+
+
+def compare(
+    result: PairResult,
+    key: str,
+    entry: dict[str, Any],
+    n_bootstrap: int,
+    seed: int,
+    tolerance: float,
+    decision: Decision,
+) -> BaselineComparison:
+    from pytest_medprobe.health import health_samples
+
+    curve = result.curve
+    bootstrap = {"n": n_bootstrap, "seed": seed, "n_test": result.dataset.n_test}
+    return BaselineComparison(
+        key=key,
+        entry=entry,
+        candidate=regression_statistics(curve, health_samples(curve), result.health.health),
+        paired=entry.get("bootstrap") == bootstrap,
+        tolerance=tolerance,
+        decision=decision,
+    )

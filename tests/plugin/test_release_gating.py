@@ -1,0 +1,190 @@
+"""Release gating: matrix runs, baselines (save, compare, policies), CI-readable outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ElementTree
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
+FAST = ["--max-samples=60", "--medprobe-bootstrap=200", "-p", "no:cacheprovider"]
+
+
+def _copy_audits(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{path.stem: path.read_text() for path in AUDITS_DIR.glob("test_*.py")})
+
+
+def _write_breastmnist(root: Path) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 60), ("val", 10), ("test", 40)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
+    np.savez(root / "breastmnist.npz", **arrays)
+
+
+def test_two_models_and_two_datasets_run_every_audit_for_four_pairs_with_four_extractions(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    _copy_audits(pytester)
+    root = pytester.mkdir("medmnist")
+    _write_breastmnist(root)
+    result = pytester.runpytest(
+        "-v",
+        *FAST,
+        f"--medprobe-cache={tmp_path / 'cache'}",
+        "--model=medprobe-tiny",
+        "--model=tiny-llava",
+        "--dataset=synthetic-lesions",
+        "--dataset=medmnist:breastmnist",
+        f"--data-root={root}",
+        "--html=r.html",
+        "--self-contained-html",
+        "--medprobe-json=r.json",
+    )
+    pairs = [
+        "medprobe-tiny-synthetic-lesions",
+        "medprobe-tiny-breastmnist",
+        "tiny-llava-synthetic-lesions",
+        "tiny-llava-breastmnist",
+    ]
+    for pair in pairs:
+        result.stdout.fnmatch_lines([f"*::test_connector_fidelity[[]{pair}[]] *"])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 4 * 5
+    assert "error" not in outcomes and "errors" not in outcomes
+    document = json.loads((pytester.path / "r.json").read_text())
+    runs = document["runs"]
+    assert sorted((run["model"]["name"], run["dataset"]["name"]) for run in runs) == sorted(
+        (model, dataset)
+        for model in ("medprobe-tiny", "tiny-llava")
+        for dataset in ("synthetic-lesions", "medmnist:breastmnist")
+    )
+    assert all(run["features"]["forward_passes"] > 0 for run in runs)  # each pair extracted ...
+    assert len({run["features"]["cache_key"] for run in runs}) == 4  # ... once, into its own entry
+    html = (pytester.path / "r.html").read_text()
+    summary = html[html.index("<h2>medprobe</h2>") :]
+    assert summary.count("<tr><td>") == 4
+    assert len(re.findall(r'class="medprobe-overlay"', summary)) == 2  # one overlay per dataset
+    blob = json.loads(unescape(re.search(r'data-jsonblob="([^"]*)"', html).group(1)))
+    assert len(blob["tests"]) == 4 * 5 + 4 * 6  # the regression audits skip without a baseline
+
+
+def _gate(pytester: pytest.Pytester, cache: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-rs", *FAST, f"--medprobe-cache={cache}", *args)
+
+
+def test_a_degraded_model_fails_the_regression_audits_and_the_release_passes_against_itself(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    _copy_audits(pytester)
+    saved = _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json")
+    saved.assert_outcomes(passed=5, skipped=6)
+    entries = json.loads((pytester.path / "base.json").read_text())["entries"]
+    [(key, entry)] = entries.items()
+    assert key.startswith("medprobe-tiny|") and key.endswith("|test")
+    assert entry["release_line"] == "medprobe-tiny"
+    assert {"health", "connector_loss", "semantic_gap"} <= set(entry["statistics"])
+    assert len(entry["statistics"]["health"]["samples"]) == 200
+
+    same = _gate(pytester, shared_cache, "--medprobe-baseline=base.json", "-k", "regression")
+    same.assert_outcomes(passed=6, deselected=5)
+
+    degraded = _gate(
+        pytester,
+        shared_cache,
+        "--model=medprobe-tiny:lossy-connector",
+        "--medprobe-label=medprobe-tiny",
+        "--medprobe-baseline=base.json",
+        "-k",
+        "regression",
+    )
+    outcomes = degraded.parseoutcomes()
+    assert outcomes["failed"] >= 2
+    degraded.stdout.fnmatch_lines(
+        [
+            "*regression of connector loss (vision − connector) against baseline 'medprobe-tiny': baseline * → "
+            "candidate *, worse by * (95% CI *, paired bootstrap) > tolerance 0.020*vision → connector*"
+            "--medprobe-tolerance / ini medprobe_tolerance*",
+        ]
+    )
+
+
+def test_a_missing_baseline_entry_skips_by_default_and_fails_when_required(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    _copy_audits(pytester)
+    _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json", "-k", "health")
+    other_line = ["--model=tiny-llava", "--medprobe-label=other-line", "--medprobe-baseline=base.json"]
+    skipped = _gate(pytester, shared_cache, *other_line, "-k", "regression")
+    skipped.assert_outcomes(skipped=6, deselected=5)
+    skipped.stdout.fnmatch_lines(
+        ["*no baseline entry for tiny-llava × synthetic-lesions*--medprobe-baseline-required*"]
+    )
+    required = _gate(pytester, shared_cache, *other_line, "--medprobe-baseline-required", "-k", "regression")
+    required.assert_outcomes(errors=6, deselected=5)
+    required.stdout.fnmatch_lines(["*no baseline entry*--medprobe-baseline-required is set*"])
+
+
+def test_a_partial_update_keeps_the_entries_of_pairs_that_did_not_run(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    _copy_audits(pytester)
+    _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json", "-k", "health")
+    _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
+    lines = {
+        entry["release_line"] for entry in json.loads((pytester.path / "base.json").read_text())["entries"].values()
+    }
+    assert lines == {"medprobe-tiny", "tiny-llava"}
+    before = json.loads((pytester.path / "base.json").read_text())["entries"]
+    _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
+    after = json.loads((pytester.path / "base.json").read_text())["entries"]
+    assert after.keys() == before.keys()
+    medprobe_key = next(key for key in before if key.startswith("medprobe-tiny|"))
+    assert after[medprobe_key] == before[medprobe_key]
+
+
+def test_a_new_checkpoint_folder_is_compared_with_the_only_release_line_without_a_label(
+    pytester: pytest.Pytester, shared_cache: Path, tiny_llava_dir: Path
+) -> None:
+    _copy_audits(pytester)
+    candidate = shutil.copytree(tiny_llava_dir, pytester.path / "candidate-checkpoint")
+    _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
+    result = _gate(pytester, shared_cache, f"--model={candidate}", "--medprobe-baseline=base.json", "-k", "regression")
+    result.assert_outcomes(passed=6, deselected=5)  # the same weights as the saved release
+
+
+def test_several_release_lines_without_a_label_is_an_error_that_asks_for_one(
+    pytester: pytest.Pytester, shared_cache: Path, tiny_llava_dir: Path
+) -> None:
+    _copy_audits(pytester)
+    _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json", "-k", "health")
+    _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
+    candidate = shutil.copytree(tiny_llava_dir, pytester.path / "candidate-checkpoint")
+    result = _gate(pytester, shared_cache, f"--model={candidate}", "--medprobe-baseline=base.json", "-k", "regression")
+    result.assert_outcomes(errors=6, deselected=5)
+    result.stdout.fnmatch_lines(["*several release lines*medprobe-tiny, tiny-llava*--medprobe-label*"])
+
+
+def test_junit_xml_carries_statistic_interval_threshold_and_verdict_of_every_audit(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    _copy_audits(pytester)
+    _gate(pytester, shared_cache, "--junitxml=j.xml")
+    tree = ElementTree.parse(pytester.path / "j.xml")
+    properties: dict[str, dict[str, str]] = {}
+    for case in tree.iter("testcase"):
+        properties[case.get("name", "")] = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    connector = properties["test_connector_fidelity[medprobe-tiny-synthetic-lesions]"]
+    assert float(connector["medprobe_connector_fidelity_threshold"]) == 0.03
+    low, statistic, high = (float(connector[f"medprobe_connector_fidelity_{n}"]) for n in ("low", "statistic", "high"))
+    assert low <= statistic <= high
+    assert connector["medprobe_connector_fidelity_verdict"] == "pass"
+    for mode in ("visual_representation", "llm_comprehension", "semantic_mapping", "health"):
+        assert f"medprobe_{mode}_statistic" in properties[f"test_{mode}[medprobe-tiny-synthetic-lesions]"]
