@@ -86,6 +86,14 @@ REFRESH = _setting(
     ini_type="bool",
     is_switch=True,
 )
+TRUST_REMOTE_CODE = _setting(
+    "trust_remote_code",
+    "--medprobe-trust-remote-code",
+    "let transformers run the checkpoint's own Python code (only for checkpoints you trust); the report says so",
+    False,
+    ini_type="bool",
+    is_switch=True,
+)
 JSON = _setting("json_path", "--medprobe-json", "write the results file (JSON) to this path", None)
 DECISION = _setting(
     "decision",
@@ -176,6 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
     SEED,
     CACHE,
     REFRESH,
+    TRUST_REMOTE_CODE,
     JSON,
     DECISION,
     BOOTSTRAP,
@@ -241,6 +250,7 @@ class MedprobeSettings:
     n_bootstrap: int
     probe_c: float
     thresholds: Thresholds
+    trust_remote_code: bool = False
     baseline_path: Path | None = None
     save_baseline_path: Path | None = None
     baseline_required: bool = False
@@ -391,6 +401,7 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         n_bootstrap=_parse_int(BOOTSTRAP, get(BOOTSTRAP), 1),
         probe_c=_parse_positive_float(PROBE_C, get(PROBE_C)),
         thresholds=thresholds,
+        trust_remote_code=_parse_bool(TRUST_REMOTE_CODE, get(TRUST_REMOTE_CODE)),
         baseline_path=path_or_none(BASELINE),
         save_baseline_path=path_or_none(SAVE_BASELINE),
         baseline_required=_parse_bool(BASELINE_REQUIRED, get(BASELINE_REQUIRED)),

@@ -146,7 +146,8 @@ def extract_split(
     starts = range(0, len(images), batch_size)
     with torch.inference_mode(), stage_hooks(loaded, state):
         for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
-            batch_images = [np.asarray(image) for image in images[start : start + batch_size]]
+            # Copies: images read through PIL can be read-only arrays, which torch warns about.
+            batch_images = [np.array(image, dtype=np.uint8) for image in images[start : start + batch_size]]
             inputs = loaded.processor(
                 images=batch_images, text=[prompt] * len(batch_images), return_tensors="pt", padding=True
             ).to(loaded.device)

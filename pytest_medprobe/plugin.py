@@ -317,10 +317,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if session is None:
         return []
     settings = session.settings
-    return [
+    lines = [
         f"medprobe: models={', '.join(settings.models)}; datasets={', '.join(settings.datasets)}; "
         f"cache={settings.cache_dir}; decision={settings.decision}"
     ]
+    if settings.trust_remote_code:
+        lines.append("medprobe: trust_remote_code is ON: checkpoints may run their own Python code")
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

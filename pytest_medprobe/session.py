@@ -103,7 +103,12 @@ class AuditSession:
         if model not in self._models:
             from pytest_medprobe.models.loader import load_model
 
-            self._models[model] = load_model(self.source(model), device=self.settings.device, dtype=self.settings.dtype)
+            self._models[model] = load_model(
+                self.source(model),
+                device=self.settings.device,
+                dtype=self.settings.dtype,
+                trust_remote_code=self.settings.trust_remote_code,
+            )
         return self._models[model]
 
     def dataset(self, dataset: str) -> ProbeDataset:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+from pytest_medprobe.config import TRUST_REMOTE_CODE
 from pytest_medprobe.errors import ModelLoadError
 from pytest_medprobe.models.base import LoadedModel, ModelSource
 from pytest_medprobe.models.registry import ADAPTERS
@@ -39,8 +40,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def load_model(source: ModelSource, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load model and processor of ``source`` offline, in eval mode, on the chosen device."""
+def load_model(
+    source: ModelSource, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+) -> LoadedModel:
+    """Load model and processor of ``source`` offline, in eval mode, on the chosen device.
+
+    ``trust_remote_code`` lets transformers import Python files shipped in the checkpoint;
+    it is off unless the user asks for it, and the reports say when it was on.
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import logging as hf_logging
 
@@ -52,11 +59,19 @@ def load_model(source: ModelSource, device: str = "auto", dtype: str = "auto") -
         with warnings.catch_warnings():
             # Processors of some families announce slow/fast image-processor fallbacks.
             warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
-            processor = AutoProcessor.from_pretrained(source.directory, local_files_only=True)
+            processor = AutoProcessor.from_pretrained(
+                source.directory, local_files_only=True, trust_remote_code=trust_remote_code
+            )
             model = AutoModelForImageTextToText.from_pretrained(
-                source.directory, local_files_only=True, dtype=torch_dtype
+                source.directory, local_files_only=True, dtype=torch_dtype, trust_remote_code=trust_remote_code
             )
     except (OSError, ValueError, KeyError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"--model {source.name!r}: the checkpoint in {source.directory} ships its own Python code "
+                f"(an auto_map in its config files), which pytest-medprobe never runs on its own. If you "
+                f"trust it, pass {TRUST_REMOTE_CODE.flag} (ini {TRUST_REMOTE_CODE.ini}); the report will say so."
+            ) from exc
         raise ModelLoadError(
             f"--model {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
             "Check that the directory holds the complete checkpoint (weights and processor files)."

@@ -49,7 +49,7 @@ def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
     return '<table class="medprobe">' + "".join(rows) + "</table>"
 
 
-def summary_html(results: tuple[PairResult, ...]) -> str:
+def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = False) -> str:
     """The summary section: a table of every model × dataset pair, and per dataset one plot
     overlaying the probe curves of all its models on a normalized depth axis."""
     from pytest_medprobe.report.plots import plot_overlay
@@ -87,12 +87,18 @@ def summary_html(results: tuple[PairResult, ...]) -> str:
         f"<li>{escape(r.dataset.name)}: {escape(', '.join(r.dataset.class_names))}</li>"
         for r in {r.dataset.name: r for r in results}.values()
     )
+    remote_code = (
+        "<p><strong>trust_remote_code was ON</strong>: the checkpoints were allowed to run their own Python code.</p>"
+        if trust_remote_code
+        else "<p>trust_remote_code was off: only transformers' own model code ran.</p>"
+    )
     return (
         '<h2>medprobe</h2><table class="medprobe">'
         + header
         + "".join(rows)
         + "</table>"
         + f"<ul>{classes}</ul>"
+        + remote_code
         + "".join(plots)
     )
 
@@ -147,6 +153,6 @@ class HtmlReportHooks:
     ) -> None:
         from pytest_medprobe.plugin import SESSION_KEY
 
-        results = self.config.stash[SESSION_KEY].computed_results
-        if results:
-            prefix.append(summary_html(results))
+        audit = self.config.stash[SESSION_KEY]
+        if audit.computed_results:
+            prefix.append(summary_html(audit.computed_results, audit.settings.trust_remote_code))

@@ -20,7 +20,9 @@ def _score(curve: Any, stage: str) -> dict[str, float]:
     return {"score": curve.score(stage), "low": low, "high": high}
 
 
-def run_record(result: PairResult, comparison: BaselineComparison | None = None) -> dict[str, Any]:
+def run_record(
+    result: PairResult, comparison: BaselineComparison | None = None, trust_remote_code: bool = False
+) -> dict[str, Any]:
     """One entry of ``runs``: model, dataset, curve, answer, health, verdicts, root cause."""
     dataset, source, curve = result.dataset, result.source, result.curve
     record = {
@@ -29,6 +31,7 @@ def run_record(result: PairResult, comparison: BaselineComparison | None = None)
             "family": source.family,
             "source": str(source.directory),
             "fingerprint": source.fingerprint,
+            "trust_remote_code": trust_remote_code,
         },
         "dataset": {
             "name": dataset.name,
@@ -68,7 +71,8 @@ def results_document(
     session: AuditSession, pair_errors: Mapping[Pair, str], audit_outcomes: Mapping[str, str]
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = [
-        run_record(result, session.compared(result.pair)) for result in session.computed_results
+        run_record(result, session.compared(result.pair), session.settings.trust_remote_code)
+        for result in session.computed_results
     ]
     for pair, message in pair_errors.items():
         runs.append({"model": {"name": pair.model}, "dataset": {"name": pair.dataset}, "error": message})

@@ -102,9 +102,14 @@ def test_a_degraded_model_fails_the_regression_audits_and_the_release_passes_aga
         "--model=medprobe-tiny:lossy-connector",
         "--medprobe-label=medprobe-tiny",
         "--medprobe-baseline=base.json",
+        "--medprobe-json=gate.json",
         "-k",
         "regression",
     )
+    [run] = json.loads((pytester.path / "gate.json").read_text())["runs"]
+    assert run["baseline"]["release_line"] == "medprobe-tiny" and run["baseline"]["paired"] is True
+    regressions = {r["mode"]: r["verdict"] for r in run["baseline"]["regressions"]}
+    assert regressions["regression_connector_loss"] == "fail" and regressions["regression_visual_gain"] == "pass"
     outcomes = degraded.parseoutcomes()
     assert outcomes["failed"] >= 2
     degraded.stdout.fnmatch_lines(
