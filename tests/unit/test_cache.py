@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_entry_folders_come_from_the_hash_only(tmp_path: Path) -> None:
     assert cache.entry_dir(key).resolve().is_relative_to(tmp_path.resolve())
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "version"])
 def test_a_damaged_entry_is_reported_and_not_trusted(tmp_path: Path, damage: str) -> None:
     cache, key = FeatureCache(tmp_path), cache_key({"model": "m"})
     entry = cache.store(key, _bank(), {})
@@ -75,6 +76,9 @@ def test_a_damaged_entry_is_reported_and_not_trusted(tmp_path: Path, damage: str
         data = bytearray(features.read_bytes())
         data[-1] ^= 0xFF
         features.write_bytes(bytes(data))
+    elif damage == "version":
+        manifest = json.loads((entry / MANIFEST_FILE).read_text())
+        (entry / MANIFEST_FILE).write_text(json.dumps({**manifest, "format_version": 0}))
     else:
         (entry / MANIFEST_FILE).write_text("{not json")
     with pytest.warns(CacheWarning, match="extracting again"):
