@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_medprobe.config import CACHE
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
 from pytest_medprobe.files import file_sha256
 
@@ -77,15 +78,23 @@ class FeatureCache:
 
         lock_path = self.entry_dir(key).with_suffix(".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S)
         try:
-            with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
-                yield
+            lock.acquire()
         except Timeout:
+            # No advice to delete the lock file: flock locks belong to live processes (the OS
+            # frees them when the holder exits, even on SIGKILL), so deleting a held one only
+            # lets a third run extract beside the holder.
             raise TimeoutError(
-                f"the feature cache entry {key[:12]} has been locked by another process for "
-                f"{LOCK_TIMEOUT_S:.0f} s ({lock_path}); if no other run is extracting, delete "
-                "the lock file."
+                f"feature cache entry {key[:12]} is locked: waited {LOCK_TIMEOUT_S:g} s, the limit, for "
+                f"{lock_path}. Another pytest-medprobe run, still alive, is extracting these features "
+                "(a lock left by a run that crashed or was killed never blocks). Wait for that run to "
+                f"finish and rerun, stop it, or give this run its own cache with {CACHE.flag}."
             ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def load(self, key: str) -> FeatureBank | None:
         """The cached bank, or None when absent or not trustworthy (with a warning)."""

@@ -348,6 +348,19 @@ def _parse_label(raw: object) -> str | None:
     return label
 
 
+def _check_consistent(thresholds: Thresholds) -> None:
+    """Refuse thresholds that contradict each other, naming both settings."""
+    # Audit 3 bounds the whole decoder's loss by max_llm_loss; allowing one layer to
+    # lose more than that would make the per-layer bound meaningless.
+    if thresholds.max_layer_drop > thresholds.max_llm_loss:
+        raise MedprobeUsageError(
+            f"contradictory thresholds: {setting_names(MAX_LAYER_DROP)} is {thresholds.max_layer_drop:g} but "
+            f"{setting_names(MAX_LLM_LOSS)} is {thresholds.max_llm_loss:g}; a single decoder layer may not lose "
+            f"more than the whole decoder is allowed to. Lower {MAX_LAYER_DROP.flag} to at most "
+            f"{thresholds.max_llm_loss:g}, or raise {MAX_LLM_LOSS.flag}."
+        )
+
+
 def pick(setting: Setting, cli: Mapping[str, object], ini: Mapping[str, object]) -> object:
     """The raw value of one setting: command line, else ini, else the default."""
     from_cli = cli.get(setting.dest)
@@ -385,6 +398,7 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         max_semantic_gap=_parse_fraction(MAX_SEMANTIC_GAP, get(MAX_SEMANTIC_GAP)),
         min_health=_parse_fraction(MIN_HEALTH, get(MIN_HEALTH)),
     )
+    _check_consistent(thresholds)
     return MedprobeSettings(
         models=_parse_names(MODEL, get(MODEL)),
         datasets=_parse_names(DATASET, get(DATASET)),

@@ -212,7 +212,9 @@ def validate_labels(fit_labels: np.ndarray, test_labels: np.ndarray, class_names
                 f"and dtype {labels.dtype}."
             )
         if labels.size == 0:
-            raise DatasetError(f"{where}: the {split} split is empty. Add images to it, or raise {MAX_SAMPLES.flag}.")
+            raise DatasetError(
+                f"{where}: the {split} split is empty. Add images to it (for MedMNIST, re-download the file)."
+            )
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= k:
             raise DatasetError(
@@ -223,6 +225,6 @@ def validate_labels(fit_labels: np.ndarray, test_labels: np.ndarray, class_names
         if len(present) < 2:
             raise DatasetError(
                 f"{where}: the {split} split holds only class {class_names[int(present[0])]!r} "
-                f"({labels.size} samples); a balanced accuracy needs at least 2 classes in each split. "
+                f"({labels.size} sample{'s' if labels.size != 1 else ''}); a balanced accuracy needs at least 2 classes in each split. "
                 f"Add images of other classes, or raise {MAX_SAMPLES.flag}."
             )
