@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_medprobe.config import CACHE
+from pytest_medprobe.errors import CacheLockTimeout
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
 from pytest_medprobe.files import file_sha256
 
@@ -85,7 +86,7 @@ class FeatureCache:
             # No advice to delete the lock file: flock locks belong to live processes (the OS
             # frees them when the holder exits, even on SIGKILL), so deleting a held one only
             # lets a third run extract beside the holder.
-            raise TimeoutError(
+            raise CacheLockTimeout(
                 f"feature cache entry {key[:12]} is locked: waited {LOCK_TIMEOUT_S:g} s, the limit, for "
                 f"{lock_path}. Another pytest-medprobe run, still alive, is extracting these features "
                 "(a lock left by a run that crashed or was killed never blocks). Wait for that run to "

@@ -30,3 +30,7 @@ class ExtractionError(MedprobeError):
 
 class NonFiniteFeaturesError(MedprobeError):
     """A stage produced NaN or infinite values; it cannot be scored."""
+
+
+class CacheLockTimeout(MedprobeError, TimeoutError):
+    """Another live process held a feature-cache entry's lock for longer than the limit."""

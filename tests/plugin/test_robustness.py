@@ -28,22 +28,27 @@ from pytest_medprobe.cache import MANIFEST_FILE, FeatureCache
 from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, DATASET, JSON, MAX_SAMPLES, SAVE_BASELINE
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
-# 60 images per split in batches of 4: 30 forward passes. Interruptions are timed on the
-# progress bar, not on the clock, so extraction need not be long; small keeps the file fast.
+SAMPLES_PER_SPLIT = 120
+BATCH = 4
+# 120 images per split in batches of 4: 60 forward passes, under 1 s on an idle CPU and
+# more under load, the rest of a run being imports and probes (about 10 s in all).
 RUN_OPTIONS = (
     f"{DATASET.flag}=synthetic-lesions",
-    f"{BATCH_SIZE.flag}=4",
-    f"{MAX_SAMPLES.flag}=60",
+    f"{BATCH_SIZE.flag}={BATCH}",
+    f"{MAX_SAMPLES.flag}={SAMPLES_PER_SPLIT}",
     f"{BOOTSTRAP.flag}=100",
     "-p",
     "no:cacheprovider",
 )
-FORWARD_PASSES = 2 * 60 // 4
+FORWARD_PASSES = 2 * SAMPLES_PER_SPLIT // BATCH
 RUN_TIMEOUT_S = 300.0  # far above a run's ~15 s: reached only when a lock blocks or a run hangs
 COMPARED = ("stages", "failure_modes", "health")  # what a rerun must reproduce exactly
-# tqdm's bar for the fit split, e.g. "medprobe-tiny × synthetic-lesions [fit]:  13%|█▎   | 2/15 [...]".
+# An interrupted run stores nothing and the batch size is not part of the cache key, so it
+# runs one image per pass: 240 passes, three times as long a window for the signal, free.
+INTERRUPTED_BATCH = 1
+# tqdm's bar for the fit split, e.g. "medprobe-tiny × synthetic-lesions [fit]:  12%|█▏  | 14/120 [...]".
 FIT_PROGRESS = re.compile(r"\[fit\]:[^\r\n]*?(\d+)/(\d+)")
-BATCHES_BEFORE_SIGNAL = 2
+BATCHES_BEFORE_SIGNAL = 1
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pseudo-terminals")
 
@@ -131,11 +136,21 @@ def _interrupt_during_extraction(folder: Path, cache: Path, sig: signal.Signals)
     The run writes to a pseudo-terminal so tqdm draws its bar; the bar is the one sign from
     outside that the forward passes have begun and most of them are still to come.
     """
+    import fcntl
     import pty
+    import struct
+    import termios
 
     primary, secondary = pty.openpty()
+    # A terminal of 0 columns (a new pty's size) gets no bar from tqdm at all.
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     process = subprocess.Popen(
-        _command(folder, cache), cwd=folder, env=_env(), stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary
+        _command(folder, cache, f"{BATCH_SIZE.flag}={INTERRUPTED_BATCH}"),
+        cwd=folder,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
     )
     os.close(secondary)
     output = bytearray()
@@ -173,9 +188,9 @@ def _interrupt_during_extraction(folder: Path, cache: Path, sig: signal.Signals)
     return returncode, text
 
 
-def _files_under(cache: Path) -> list[str]:
-    """Every file of the feature cache, relative to it."""
-    return sorted(str(path.relative_to(cache)) for path in (cache / "features").rglob("*") if path.is_file())
+def _paths_under(cache: Path) -> list[str]:
+    """Every file and folder of the feature cache, relative to it (staging folders included)."""
+    return sorted(str(path.relative_to(cache)) for path in (cache / "features").rglob("*"))
 
 
 def _manifests(cache: Path) -> list[Path]:
@@ -203,7 +218,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Run:
 @posix_only
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_a_run_interrupted_during_extraction_leaves_no_entry_and_the_next_run_gets_the_reference_results(
-    sig: signal.Signals, reference: Run, tmp_path: Path
+    sig: signal.Signals, reference: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, cache = _audit_folder(tmp_path / "audits"), tmp_path / "cache"
     key = reference.record["features"]["cache_key"]
@@ -215,11 +230,14 @@ def test_a_run_interrupted_during_extraction_leaves_no_entry_and_the_next_run_ge
     assert status == expected, output[-3000:]
     # Interrupted before the store: only the lock file, no entry, no staging folder. The lock
     # file itself stays (filelock never deletes it), which the rerun must not mind.
-    assert _files_under(cache) == [lock_file]
+    assert _paths_under(cache) == [f"features/{key[:2]}", lock_file]
     assert _manifests(cache) == []
     assert _load_without_warning(cache, key) is None
+    monkeypatch.setattr(cache_module, "LOCK_TIMEOUT_S", 5.0)
+    with FeatureCache(cache).lock(key):  # the OS freed the dead run's lock: no wait, no timeout
+        pass
 
-    rerun = _run(folder, cache, "rerun")  # within RUN_TIMEOUT_S: the leftover lock is not held
+    rerun = _run(folder, cache, "rerun")
 
     assert rerun.returncode == 0, rerun.output
     assert rerun.record["features"] == {"cache_key": key, "cache_hit": False, "forward_passes": FORWARD_PASSES}
@@ -236,7 +254,13 @@ def test_two_sessions_started_together_on_one_cache_extract_once_and_agree(refer
 
     names = ("first", "second")
     processes = [_start(folder, cache, name) for name in names]  # before waiting for either
-    runs = [_finish(process, folder, name) for process, name in zip(processes, names)]
+    try:
+        runs = [_finish(process, folder, name) for process, name in zip(processes, names)]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
     for run in runs:
         assert run.returncode == 0, run.output
@@ -266,9 +290,10 @@ def test_waiting_too_long_for_a_locked_entry_raises_a_message_saying_what_how_lo
 
     assert 0.5 <= waited < 5
     message = str(raised.value)
-    assert f"feature cache entry {key[:12]} is locked: waited 0.5 s, the limit, for " in message
+    assert f"feature cache entry {key[:12]} is locked" in message  # what
     assert str(holder.entry_dir(key).with_suffix(".lock")) in message
-    assert "Wait for that run to finish" in message and CACHE.flag in message
+    assert "waited 0.5 s, the limit" in message  # how long, against what
+    assert "Wait for that run to finish" in message and CACHE.flag in message  # what to do
     assert "delete" not in message  # deleting a held flock file would let two runs extract at once
     with waiter.lock(key):  # free again once the holder lets go
         pass
