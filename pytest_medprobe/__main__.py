@@ -1,4 +1,8 @@
-"""Command line: ``python -m pytest_medprobe zoo export DIR [--variant FAULT]`` and ``zoo train``."""
+"""Command line: ``extract [--shard I/N]``, ``zoo export DIR [--variant FAULT]`` and ``zoo train``.
+
+``extract`` fills the feature cache the audits read, with the settings ``pytest`` takes
+(same flags, same cache key), alone or as one rank of ``torchrun`` / ``accelerate launch``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,12 +29,69 @@ def _parser() -> argparse.ArgumentParser:
     train = zoo_commands.add_parser("train", help="retrain medprobe-tiny (CPU, fixed seed)")
     train.add_argument("--out", type=Path, default=SHIPPED_DIR, help=f"where to save it (default: {SHIPPED_DIR})")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped plan)")
+    _add_extract_parser(commands)
     return parser
+
+
+def _add_extract_parser(commands: Any) -> None:
+    from pytest_medprobe.shards import EXTRACT_SETTINGS, SHARD_FLAG
+
+    extract = commands.add_parser(
+        "extract",
+        help="extract features into the cache (one shard with --shard, or this rank's under torchrun)",
+        description="Extract every --model x --dataset pair into the feature cache that `pytest audits/` reads "
+        "(the same flags as pytest, the same cache key; ini files are not read: pass settings as flags). "
+        f"{SHARD_FLAG} I/N writes shard I of N; under torchrun or accelerate launch each process takes shard "
+        "RANK/WORLD_SIZE. When all N shards are written the last one merges them into the cache entry.",
+    )
+    for setting in EXTRACT_SETTINGS:
+        if setting.is_switch:
+            extract.add_argument(setting.flag, action="store_true", default=None, dest=setting.dest, help=setting.help)
+        elif setting.repeatable:
+            extract.add_argument(setting.flag, action="append", default=None, dest=setting.dest, help=setting.help)
+        else:
+            extract.add_argument(setting.flag, default=None, dest=setting.dest, help=setting.help)
+    extract.add_argument(
+        SHARD_FLAG, default=None, metavar="I/N", help="write shard I of N (0 <= I < N); default: RANK/WORLD_SIZE if set"
+    )
+    extract.add_argument(
+        "--rootdir", type=Path, default=None, help="what a relative --medprobe-cache is relative to (default: .)"
+    )
+
+
+def _extract(arguments: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pytest_medprobe.config import resolve_settings
+    from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+    from pytest_medprobe.session import AuditSession, check_sources
+    from pytest_medprobe.shards import EXTRACT_SETTINGS, Shard, rank_device, run_extract
+
+    try:
+        cli = {setting.dest: getattr(arguments, setting.dest) for setting in EXTRACT_SETTINGS}
+        settings = resolve_settings(cli, {}, (arguments.rootdir or Path.cwd()).resolve())
+        check_sources(settings)
+        shard = Shard.parse(arguments.shard) if arguments.shard is not None else Shard.from_environment(os.environ)
+    except MedprobeUsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = replace(settings, device=rank_device(settings.device, os.environ))
+    session = AuditSession(settings, progress=sys.stderr.isatty())
+    status = 0
+    for pair in session.pairs:
+        try:
+            print(f"{pair.model} × {pair.dataset}: {run_extract(session, pair, shard)}", flush=True)
+        except MedprobeError as exc:
+            print(f"{pair.model} × {pair.dataset}: error: {exc}", file=sys.stderr, flush=True)
+            status = 1
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     arguments = _parser().parse_args(argv)
+    if arguments.command == "extract":
+        return _extract(arguments)
     from pytest_medprobe.zoo import export, fault_names
 
     if arguments.zoo_command == "export":

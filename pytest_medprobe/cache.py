@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,10 @@ def _bank_arrays(bank: FeatureBank) -> dict[str, np.ndarray]:
             arrays[f"{split_name}/stage/{stage}"] = np.ascontiguousarray(values)
         arrays[f"{split_name}/answers"] = np.ascontiguousarray(split.answers)
         arrays[f"{split_name}/letter_logits"] = np.ascontiguousarray(split.letter_logits)
+        if split.generated:
+            # safetensors holds numbers only: the texts go in as the UTF-8 bytes of a JSON list.
+            encoded = json.dumps(list(split.generated), ensure_ascii=False).encode("utf-8")
+            arrays[f"{split_name}/generated_json"] = np.frombuffer(encoded, dtype=np.uint8).copy()
     return arrays
 
 
@@ -58,7 +63,15 @@ def _split_from(arrays: Mapping[str, np.ndarray], split: str, stage_names: tuple
         stages={name: arrays[f"{split}/stage/{name}"] for name in stage_names},
         answers=arrays[f"{split}/answers"],
         letter_logits=arrays[f"{split}/letter_logits"],
+        generated=_generated_from(arrays, split),
     )
+
+
+def _generated_from(arrays: Mapping[str, np.ndarray], split: str) -> tuple[str, ...]:
+    encoded = arrays.get(f"{split}/generated_json")
+    if encoded is None:
+        return ()
+    return tuple(json.loads(np.asarray(encoded, dtype=np.uint8).tobytes().decode("utf-8")))
 
 
 class FeatureCache:
@@ -100,26 +113,9 @@ class FeatureCache:
     def load(self, key: str) -> FeatureBank | None:
         """The cached bank, or None when absent or not trustworthy (with a warning)."""
         entry = self.entry_dir(key)
-        manifest_path = entry / MANIFEST_FILE
-        if not manifest_path.is_file():
-            return None
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if manifest.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format version {manifest.get('format_version')} != {FORMAT_VERSION}")
-            features_path = entry / FEATURES_FILE
-            if file_sha256(features_path) != manifest["sha256"]:
-                raise ValueError("checksum mismatch")
-            from safetensors.numpy import load_file
-
-            arrays = load_file(str(features_path))
-            stage_names = tuple(manifest["stage_names"])
-            return FeatureBank(
-                stage_names=stage_names,
-                has_image_view=bool(manifest["has_image_view"]),
-                fit=_split_from(arrays, "fit", stage_names),
-                test=_split_from(arrays, "test", stage_names),
-            )
+            found = read_bank(entry)
+            return None if found is None else found[1]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.warn(
                 CacheWarning(f"feature cache entry {entry} is unusable ({exc}); extracting again"),
@@ -127,29 +123,83 @@ class FeatureCache:
             )
             return None
 
+    def description(self, key: str) -> dict[str, object]:
+        """The ``description`` an entry was stored with ({} when absent or unreadable); not verified."""
+        try:
+            manifest = json.loads((self.entry_dir(key) / MANIFEST_FILE).read_text(encoding="utf-8"))
+            description = manifest.get("description", {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return description if isinstance(description, dict) else {}
+
     def store(self, key: str, bank: FeatureBank, description: Mapping[str, object]) -> Path:
         """Write ``bank`` atomically; ``description`` goes into the manifest for people."""
-        from safetensors.numpy import save_file
+        return write_bank(self.entry_dir(key), bank, {"key": key, "description": dict(description)})
 
-        entry = self.entry_dir(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=entry.parent))
-        try:
-            features_path = staging / FEATURES_FILE
-            save_file(_bank_arrays(bank), str(features_path))
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "key": key,
-                "stage_names": list(bank.stage_names),
-                "has_image_view": bank.has_image_view,
-                "sha256": file_sha256(features_path),
-                "description": dict(description),
-            }
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            if entry.exists():  # an entry that failed verification
-                shutil.rmtree(entry)
-            os.replace(staging, entry)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-        return entry
+
+def write_bank(folder: Path, bank: FeatureBank, manifest: Mapping[str, object]) -> Path:
+    """Write ``bank`` as ``folder`` atomically (an entry, or a shard of one), with ``manifest``'s items."""
+    full = {**manifest, "stage_names": list(bank.stage_names), "has_image_view": bank.has_image_view}
+    return write_folder(folder, _bank_arrays(bank), full)
+
+
+def read_bank(folder: Path) -> tuple[dict[str, Any], FeatureBank] | None:
+    """Manifest and bank of a folder ``write_bank`` wrote; None when there is none; raises as ``read_folder``."""
+    found = read_folder(folder)
+    if found is None:
+        return None
+    manifest, arrays = found
+    stage_names = tuple(manifest["stage_names"])
+    bank = FeatureBank(
+        stage_names=stage_names,
+        has_image_view=bool(manifest["has_image_view"]),
+        fit=_split_from(arrays, "fit", stage_names),
+        test=_split_from(arrays, "test", stage_names),
+    )
+    return manifest, bank
+
+
+def write_folder(folder: Path, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, object]) -> Path:
+    """Write ``arrays`` and ``manifest`` (plus format version and checksum) as ``folder``, atomically.
+
+    Everything goes to a temporary sibling that is renamed into place, so a reader sees the
+    whole folder or none; an existing folder (one that failed verification) is replaced.
+    """
+    from safetensors.numpy import save_file
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}.", dir=folder.parent))
+    try:
+        features_path = staging / FEATURES_FILE
+        save_file({name: np.ascontiguousarray(values) for name, values in arrays.items()}, str(features_path))
+        full = {**manifest, "format_version": FORMAT_VERSION, "sha256": file_sha256(features_path)}
+        (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """Manifest and arrays of a folder ``write_folder`` wrote; None when there is none.
+
+    Raises ``ValueError`` (or ``OSError``, ``KeyError``) when the folder cannot be trusted:
+    another format version, or arrays whose checksum is not the manifest's.
+    """
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict):
+        raise ValueError("the manifest is not a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"format version {manifest.get('format_version')} != {FORMAT_VERSION}")
+    features_path = folder / FEATURES_FILE
+    if file_sha256(features_path) != manifest["sha256"]:
+        raise ValueError("checksum mismatch")
+    from safetensors.numpy import load_file
+
+    return manifest, load_file(str(features_path))

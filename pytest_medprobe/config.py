@@ -23,6 +23,7 @@ DEFAULT_CACHE_DIR = ".medprobe-cache"
 Decision = Literal["point", "confident-fail", "confident-pass"]
 DECISIONS: tuple[Decision, ...] = ("point", "confident-fail", "confident-pass")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+PROBE_BACKENDS = ("torch", "sklearn")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,13 @@ DATASET = _setting(
     repeatable=True,
 )
 DATA_ROOT = _setting("data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None)
-DEVICE = _setting("device", "--device", "auto, cpu, cuda or cuda:<i>; default auto", "auto")
+DEVICE = _setting(
+    "device",
+    "--device",
+    "auto, cpu, cuda, cuda:<i> or balanced (spread the model over every visible GPU with "
+    "accelerate's device map; auto does that when there are several GPUs); default auto",
+    "auto",
+)
 DTYPE = _setting("dtype", "--dtype", "auto, float32, bfloat16 or float16; default auto", "auto")
 BATCH_SIZE = _setting("batch_size", "--batch-size", "images per forward pass; default 16", 16)
 MAX_SAMPLES = _setting(
@@ -95,6 +102,21 @@ TRUST_REMOTE_CODE = _setting(
     is_switch=True,
 )
 JSON = _setting("json_path", "--medprobe-json", "write the results file (JSON) to this path", None)
+ANSWER_MODES = ("letter-logits", "generate")
+ANSWER_MODE = _setting(
+    "answer_mode",
+    "--medprobe-answer-mode",
+    "how the model's own answer is read: letter-logits (default; the option letters' logits at the "
+    "answer position of the feature pass) or generate (free generation, then the letter or class "
+    "name is parsed; for reasoning models that think before answering)",
+    "letter-logits",
+)
+MAX_NEW_TOKENS = _setting(
+    "max_new_tokens",
+    "--medprobe-max-new-tokens",
+    "tokens a model may generate per answer in the generate answer mode; default 512",
+    512,
+)
 DECISION = _setting(
     "decision",
     "--medprobe-decision",
@@ -103,6 +125,12 @@ DECISION = _setting(
 )
 BOOTSTRAP = _setting("n_bootstrap", "--medprobe-bootstrap", "bootstrap resamples per interval; default 1000", 1000)
 PROBE_C = _setting("probe_c", "--medprobe-probe-c", "inverse L2 strength C of the linear probes; default 1.0", 1.0)
+PROBE_BACKEND = _setting(
+    "probe_backend",
+    "--medprobe-probe-backend",
+    "how probes are fit: torch (default; all stages at once) or sklearn (reference, one stage at a time)",
+    "torch",
+)
 BASELINE = _setting(
     "baseline_path",
     "--medprobe-baseline",
@@ -186,9 +214,12 @@ SETTINGS: tuple[Setting, ...] = (
     REFRESH,
     TRUST_REMOTE_CODE,
     JSON,
+    ANSWER_MODE,
+    MAX_NEW_TOKENS,
     DECISION,
     BOOTSTRAP,
     PROBE_C,
+    PROBE_BACKEND,
     BASELINE,
     SAVE_BASELINE,
     BASELINE_REQUIRED,
@@ -256,6 +287,9 @@ class MedprobeSettings:
     baseline_required: bool = False
     label: str | None = None
     tolerance: float = 0.02
+    probe_backend: str = "torch"
+    answer_mode: str = "letter-logits"
+    max_new_tokens: int = 512
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -301,11 +335,11 @@ def _parse_max_samples(raw: object) -> int | None:
 
 def _parse_device(raw: object) -> str:
     value = str(raw).strip()
-    if value in ("auto", "cpu", "cuda"):
+    if value in ("auto", "cpu", "cuda", "balanced"):
         return value
     if value.startswith("cuda:") and value.removeprefix("cuda:").isdigit():
         return value
-    raise _usage(DEVICE, raw, "auto, cpu, cuda or cuda:<index>")
+    raise _usage(DEVICE, raw, "auto, cpu, cuda, cuda:<index> or balanced")
 
 
 def _parse_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str:
@@ -414,6 +448,7 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         decision=_parse_choice(DECISION, get(DECISION), DECISIONS),  # type: ignore[arg-type]
         n_bootstrap=_parse_int(BOOTSTRAP, get(BOOTSTRAP), 1),
         probe_c=_parse_positive_float(PROBE_C, get(PROBE_C)),
+        probe_backend=_parse_choice(PROBE_BACKEND, get(PROBE_BACKEND), PROBE_BACKENDS),
         thresholds=thresholds,
         trust_remote_code=_parse_bool(TRUST_REMOTE_CODE, get(TRUST_REMOTE_CODE)),
         baseline_path=path_or_none(BASELINE),
@@ -421,4 +456,6 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         baseline_required=_parse_bool(BASELINE_REQUIRED, get(BASELINE_REQUIRED)),
         label=_parse_label(get(LABEL)),
         tolerance=_parse_fraction(TOLERANCE, get(TOLERANCE)),
+        answer_mode=_parse_choice(ANSWER_MODE, get(ANSWER_MODE), ANSWER_MODES),
+        max_new_tokens=_parse_int(MAX_NEW_TOKENS, get(MAX_NEW_TOKENS), 1),
     )

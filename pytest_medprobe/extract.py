@@ -8,7 +8,7 @@ at the answer position of the same pass (metrics.md §4).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,13 @@ import numpy as np
 
 from pytest_medprobe import stages
 from pytest_medprobe.errors import ExtractionError
-from pytest_medprobe.prompts import chat_prompt, closed_question, letter_token_ids, option_letters
+from pytest_medprobe.prompts import (
+    chat_prompt,
+    closed_question,
+    letter_token_ids,
+    option_letters,
+    parse_generated_answer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -31,8 +37,9 @@ class SplitFeatures:
     """Pooled features of one split."""
 
     stages: dict[str, np.ndarray]  # stage -> [n, d] float32
-    answers: np.ndarray  # [n] int64: index of the option the model chose
+    answers: np.ndarray  # [n] int64: index of the option the model chose (-1: none parseable)
     letter_logits: np.ndarray  # [n, K] float32: each option letter's logit at the answer position
+    generated: tuple[str, ...] = ()  # [n] the generated answers, in the generate answer mode
 
 
 @dataclass
@@ -49,6 +56,8 @@ class FeatureBank:
 class _BatchState:
     """What the hooks need about the current batch, and what they pooled from it."""
 
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # the processor's batch, on the device
+    n_images: int = 0
     image_mask: torch.Tensor | None = None  # [B, S] bool: image-token positions
     answer_index: torch.Tensor | None = None  # [B] long: the answer position per row
     pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # stage -> [B, d] float32
@@ -59,50 +68,71 @@ def _first_tensor(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
 
 
-def _mean_tokens(hidden: torch.Tensor, skip: int = 0) -> torch.Tensor:
-    """[N, T, D] -> [N, D] float32 mean over tokens ``skip:``."""
-    return hidden[:, skip:, :].float().mean(dim=1)
+def _hidden_states_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor:
+    """The hidden states a module was called with, positionally or by keyword."""
+    return args[0] if args else kwargs["hidden_states"]  # type: ignore[no-any-return]
+
+
+def _mean_at(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``hidden: [B, S, H]`` averaged over the positions of ``mask: [B, S]`` -> ``[B, H]`` float32."""
+    weights = mask.to(hidden.device).unsqueeze(1).float()  # [B, 1, S]
+    return weights.bmm(hidden.float()).squeeze(1) / weights.sum(-1)
 
 
 @contextmanager
 def stage_hooks(loaded: LoadedModel, state: _BatchState) -> Iterator[None]:
-    """Attach the pooling hooks of every stage; remove them whatever happens."""
+    """Attach the pooling hooks of every stage; remove them whatever happens.
+
+    Each hook pools on the device where its layer runs, so a model spread over several
+    GPUs keeps its activations where they are; only ``[B, d]`` vectors are kept.
+    """
+    import torch
+
     adapter, model = loaded.adapter, loaded.model
     prefix = adapter.vision_prefix_tokens(model)
     handles = []
 
     def vision_block_hook(name: str) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:
-            state.pooled[name] = _mean_tokens(_first_tensor(output), prefix)
+            state.pooled[name] = adapter.pool_vision(model, _first_tensor(output), state.inputs, state.n_images, prefix)
 
         return hook
 
-    def connector_input_hook(module: Any, args: Any) -> None:
-        state.pooled[stages.VISION] = _mean_tokens(args[0])
+    def handoff_input_hook(module: Any, args: Any, kwargs: Any) -> None:
+        hidden = _hidden_states_argument(args, kwargs)
+        state.pooled[stages.VISION] = adapter.pool_vision(model, hidden, state.inputs, state.n_images)
 
-    def connector_output_hook(module: Any, args: Any, output: Any) -> None:
-        state.pooled[stages.CONNECTOR] = _mean_tokens(_first_tensor(output))
+    def handoff_output_hook(module: Any, args: Any, output: Any) -> None:
+        # Only without an image view: otherwise ``connector`` is read at the decoder input.
+        state.pooled[stages.CONNECTOR] = adapter.pool_vision(model, _first_tensor(output), state.inputs, state.n_images)
+
+    def decoder_input_hook(module: Any, args: Any, kwargs: Any) -> None:
+        # At the image positions the decoder input is the connector output as the LLM
+        # receives it (metrics.md §1), whatever the family adds after its projector.
+        hidden = _hidden_states_argument(args, kwargs)
+        state.pooled[stages.CONNECTOR] = _mean_at(hidden, state.image_mask)  # type: ignore[arg-type]
 
     def decoder_hook(index: int) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:
             hidden = _first_tensor(output)  # [B, S, H]
-            rows = np.arange(hidden.shape[0])
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
             answer_index = state.answer_index.to(hidden.device)  # type: ignore[union-attr]
             state.pooled[stages.llm_layer(index, "answer")] = hidden[rows, answer_index].float()
             if adapter.has_image_view:
-                mask = state.image_mask.to(hidden.device).unsqueeze(1).float()  # type: ignore[union-attr]
-                sums = mask.bmm(hidden.float()).squeeze(1)  # [B, H]
-                state.pooled[stages.llm_layer(index, "image")] = sums / mask.sum(-1)
+                state.pooled[stages.llm_layer(index, "image")] = _mean_at(hidden, state.image_mask)  # type: ignore[arg-type]
 
         return hook
 
     try:
         for index, block in enumerate(adapter.vision_blocks(model)):
             handles.append(block.register_forward_hook(vision_block_hook(stages.vision_block(index))))
-        connector = adapter.connector(model)
-        handles.append(connector.register_forward_pre_hook(connector_input_hook))
-        handles.append(connector.register_forward_hook(connector_output_hook))
+        handoff = adapter.connector(model)
+        handles.append(handoff.register_forward_pre_hook(handoff_input_hook, with_kwargs=True))
         layers = list(adapter.decoder_layers(model))
+        if adapter.has_image_view:
+            handles.append(layers[0].register_forward_pre_hook(decoder_input_hook, with_kwargs=True))
+        else:
+            handles.append(handoff.register_forward_hook(handoff_output_hook))
         final_norm = adapter.final_norm(model)
         if final_norm is not None:  # the last layer is read after the final norm (see FamilyAdapter)
             layers[-1] = final_norm
@@ -120,6 +150,27 @@ def _answer_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     return (attention_mask.long() * positions).argmax(dim=1)
+
+
+def prepare_inputs(loaded: LoadedModel, images: Sequence[np.ndarray], prompt: str) -> Any:
+    """The processor's batch for ``images`` with one ``prompt`` each, on the model's device.
+
+    Pixel values take the model's dtype; ``labels`` (PaliGemma's processor adds them)
+    are dropped, since the model would otherwise compute a training loss.
+    """
+    import warnings
+
+    batch_images: list[Any] = [[image] for image in images] if loaded.adapter.nested_images else list(images)
+    with warnings.catch_warnings():
+        # PaliGemma's processor builds its labels with np.array() on a tensor, which NumPy 2
+        # flags on every call; the labels are dropped below anyway.
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword")
+        inputs = loaded.processor(images=batch_images, text=[prompt] * len(images), return_tensors="pt", padding=True)
+    inputs.pop("labels", None)
+    inputs = inputs.to(loaded.device)
+    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].to(loaded.dtype)
+    return inputs
 
 
 def extract_split(
@@ -148,12 +199,9 @@ def extract_split(
         for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
             # Copies: images read through PIL can be read-only arrays, which torch warns about.
             batch_images = [np.array(image, dtype=np.uint8) for image in images[start : start + batch_size]]
-            inputs = loaded.processor(
-                images=batch_images, text=[prompt] * len(batch_images), return_tensors="pt", padding=True
-            ).to(loaded.device)
-            if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-                inputs["pixel_values"] = inputs["pixel_values"].to(loaded.dtype)
+            inputs = prepare_inputs(loaded, batch_images, prompt)
             state.pooled.clear()
+            state.inputs, state.n_images = inputs, len(batch_images)
             state.answer_index = _answer_positions(inputs["attention_mask"])
             if loaded.adapter.has_image_view:
                 state.image_mask = inputs["input_ids"] == image_token_id
@@ -181,8 +229,60 @@ def extract_split(
     )
 
 
-def extract_features(loaded: LoadedModel, dataset: ProbeDataset, batch_size: int, progress: bool = True) -> FeatureBank:
-    """Extract both splits of ``dataset`` (fit, then test)."""
+def generate_answers(
+    loaded: LoadedModel,
+    images: Sequence[np.ndarray],
+    question: str,
+    batch_size: int,
+    max_new_tokens: int,
+    description: str = "generating",
+    progress: bool = True,
+) -> list[str]:
+    """The model's free-form answers to ``question`` for each image (greedy decoding).
+
+    This is the second pass of the generate answer mode (metrics.md §4), for models whose
+    first token is not the answer; it runs without the pooling hooks.
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    prompt = chat_prompt(loaded.processor, question)
+    tokenizer = loaded.processor.tokenizer
+    # Greedy and fully specified, so a checkpoint's sampling defaults cannot make the
+    # answers random, and no "flag ignored" warnings fire for them.
+    generation = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=loaded.model.generation_config.eos_token_id or tokenizer.eos_token_id,
+    )
+    texts: list[str] = []
+    starts = range(0, len(images), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
+            batch_images = [np.array(image, dtype=np.uint8) for image in images[start : start + batch_size]]
+            inputs = prepare_inputs(loaded, batch_images, prompt)
+            output = loaded.model.generate(**inputs, generation_config=generation)
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]  # left padding: prompts end together
+            texts.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return texts
+
+
+def extract_features(
+    loaded: LoadedModel,
+    dataset: ProbeDataset,
+    batch_size: int,
+    progress: bool = True,
+    answer_mode: str = "letter-logits",
+    max_new_tokens: int = 512,
+) -> FeatureBank:
+    """Extract both splits of ``dataset`` (fit, then test).
+
+    In the generate answer mode the test split's answers are generated and parsed
+    (unparseable: -1, counted as wrong); the fit split's answers are never scored, so
+    they stay those of the letter logits.
+    """
     question = closed_question(dataset.class_names, dataset.modality)
     splits = {}
     for split, images in (("fit", dataset.fit_images), ("test", dataset.test_images)):
@@ -195,6 +295,19 @@ def extract_features(loaded: LoadedModel, dataset: ProbeDataset, batch_size: int
             description=f"{loaded.name} × {dataset.name} [{split}]",
             progress=progress,
         )
+    if answer_mode == "generate":
+        texts = generate_answers(
+            loaded,
+            dataset.test_images,
+            question,
+            batch_size,
+            max_new_tokens,
+            description=f"{loaded.name} × {dataset.name} [generate]",
+            progress=progress,
+        )
+        test = splits["test"]
+        test.generated = tuple(texts)
+        test.answers = np.array([parse_generated_answer(text, dataset.class_names) for text in texts], dtype=np.int64)
     return FeatureBank(
         stage_names=loaded.stage_names(),
         has_image_view=loaded.adapter.has_image_view,

@@ -27,7 +27,7 @@ from pytest_medprobe.config import (
     setting_names,
 )
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
-from pytest_medprobe.session import AuditSession, Pair, PairResult
+from pytest_medprobe.session import AuditSession, Pair, PairResult, share_cpu_threads
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import AuditVerdicts, Verdict
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel
+    from pytest_medprobe.report.outputs import RunOutputs
 
 PAIR_FIXTURE = "medprobe_pair"
 MARKER = "medprobe"
@@ -45,6 +46,15 @@ SESSION_KEY = pytest.StashKey[AuditSession]()
 PAIR_ERRORS_KEY = pytest.StashKey[dict[Pair, str]]()
 AUDIT_OUTCOMES_KEY = pytest.StashKey[dict[str, str]]()
 VERDICT_KEY = pytest.StashKey["Verdict"]()
+# pytest-xdist: what each worker computed (RunOutputs as JSON), the controller's collection
+# order, and the merged outputs the summary prints.
+WORKER_OUTPUT = "medprobe_outputs"
+WORKER_OUTPUTS_KEY = pytest.StashKey[list[str]]()
+COLLECTED_KEY = pytest.StashKey[list[str]]()
+OUTPUTS_KEY: pytest.StashKey[RunOutputs] = pytest.StashKey()
+
+
+LIST_MODELS_FLAG = "--medprobe-models"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +73,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             ini_default = "" if setting.default is None else str(setting.default)
         parser.addini(setting.ini, help=setting.help, type=setting.ini_type, default=ini_default)  # type: ignore[arg-type]
+    group.addoption(
+        LIST_MODELS_FLAG,
+        action="store_true",
+        default=False,
+        help="list the models --model accepts (built-in, named medical MLLMs with their hub ids and "
+        "families, and which are in the local Hugging Face cache), then exit",
+    )
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("medprobe_models", default=False):
+        return None
+    from pytest_medprobe.models.registry import models_listing
+
+    print(models_listing())
+    return 0
 
 
 def _settings_from(config: pytest.Config) -> MedprobeSettings:
@@ -73,7 +99,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
-        check_model_spec(model)
+        check_model_spec(model, settings.trust_remote_code)
     if settings.label is not None and len(settings.models) > 1:
         raise MedprobeUsageError(
             f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "
@@ -92,11 +118,21 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _settings_from(config)
     except MedprobeUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    # tqdm shows the bar only on a terminal, so CI logs stay clean.
-    config.stash[SESSION_KEY] = AuditSession(settings, progress=True)
+    # tqdm shows the bar only on a terminal, so CI logs stay clean. Under pytest-xdist the
+    # workers share the run's id, so --medprobe-refresh extracts a pair once per run, and
+    # split the cores between them.
+    workerinput = getattr(config, "workerinput", None)
+    run_id = None
+    if workerinput is not None:
+        run_id = workerinput.get("testrunuid")
+        share_cpu_threads(int(workerinput.get("workercount", 1)))
+    config.stash[SESSION_KEY] = AuditSession(settings, progress=True, run_id=run_id)
     config.stash[PAIR_ERRORS_KEY] = {}
     config.stash[AUDIT_OUTCOMES_KEY] = {}
-    if config.pluginmanager.hasplugin("html"):
+    config.stash[WORKER_OUTPUTS_KEY] = []
+    config.stash[COLLECTED_KEY] = []
+    # Only when a report is asked for (--html): the plots cost about 1 s a run otherwise unused.
+    if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         from pytest_medprobe.report.html import HtmlReportHooks
 
         config.pluginmanager.register(HtmlReportHooks(config), "medprobe-html")
@@ -327,13 +363,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.computed_results:
+    outputs = config.stash.get(OUTPUTS_KEY, None)  # set at sessionfinish, never on an xdist worker
+    if outputs is None or not outputs.pairs:
         return
     from pytest_medprobe.report.terminal import summary_lines
 
     terminalreporter.section("medprobe summary")
-    for line in summary_lines(session.computed_results):
+    for line in summary_lines([pair.record for pair in outputs.pairs]):
         terminalreporter.write_line(line)
 
 
@@ -342,18 +378,36 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     audit = config.stash.get(SESSION_KEY, None)
     if audit is None:
         return
-    saved = audit.save_baseline()
-    if saved:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"medprobe: saved {saved} baseline entries to {audit.settings.save_baseline_path}")
-    if audit.settings.json_path is None:
-        return
-    from pytest_medprobe.report.json_results import write_results
+    from pytest_medprobe.report.outputs import RunOutputs, merge, write_files
 
-    path = audit.settings.json_path
-    if not path.is_absolute():
-        path = Path(config.invocation_params.dir) / path
     pair_errors: dict[Pair, str] = config.stash[PAIR_ERRORS_KEY]
-    outcomes: dict[str, str] = config.stash[AUDIT_OUTCOMES_KEY]
-    write_results(path, audit, pair_errors, outcomes)
+    audit_outcomes: dict[str, str] = config.stash[AUDIT_OUTCOMES_KEY]
+    own = RunOutputs.of_session(audit, pair_errors, audit_outcomes)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes every file, once
+        workeroutput[WORKER_OUTPUT] = own.to_json()
+        return
+    received = [RunOutputs.from_json(text) for text in config.stash[WORKER_OUTPUTS_KEY]]
+    collected: list[str] = config.stash[COLLECTED_KEY]
+    outputs = merge([own, *received], audit.pairs, collected)
+    config.stash[OUTPUTS_KEY] = outputs
+    lines = write_files(outputs, audit.settings, Path(config.invocation_params.dir))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for line in lines:
+            reporter.write_line(line)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    collected = node.config.stash[COLLECTED_KEY]
+    if not collected:
+        collected.extend(ids)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    # A crashed worker sends nothing: its pairs are missing from the files, its tests failed.
+    text = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
+    if text is not None:
+        node.config.stash[WORKER_OUTPUTS_KEY].append(text)

@@ -3,8 +3,11 @@
 This module owns the numbers of the probe curve: it fits one standardized logistic
 regression per stage on the fit split, scores it on the test split with balanced
 accuracy, and resamples the test split once for every stage (a paired bootstrap), so
-that differences between stages get honest, tight intervals. scikit-learn is imported
-inside the fitting function, so importing this module stays cheap.
+that differences between stages get honest, tight intervals. Two backends fit the same
+objective: ``torch`` (default) fits all stages at once in ``torch_probes``;
+``sklearn``, the reference, fits one scikit-learn ``LogisticRegression`` per stage.
+torch and scikit-learn are imported inside the fitting functions, so importing this
+module stays cheap.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pytest_medprobe import stages
-from pytest_medprobe.config import DTYPE, REFRESH
+from pytest_medprobe.config import DTYPE, PROBE_BACKENDS, REFRESH
 from pytest_medprobe.curve import ProbeCurve
 from pytest_medprobe.errors import NonFiniteFeaturesError
 
@@ -29,6 +32,7 @@ class ProbeSettings:
     n_bootstrap: int = 1000
     seed: int = 0
     max_iter: int = 1000
+    backend: str = "torch"  # one of config.PROBE_BACKENDS: "torch" (all stages at once) or "sklearn"
 
 
 def fit_probe(
@@ -67,6 +71,23 @@ def fit_probe(
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     predictions = model.predict(scaler.transform(np.asarray(test_x, dtype=np.float64)))
     return np.asarray(predictions, dtype=np.int64), converged
+
+
+def fit_probes(
+    inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], fit_y: np.ndarray, settings: ProbeSettings
+) -> dict[str, tuple[np.ndarray, bool]]:
+    """Fit one probe per stage with ``settings.backend`` and predict each test split.
+
+    ``inputs[stage]`` is ``(fit_x: [n_fit, d], test_x: [n_test, d])``; returns
+    ``{stage: (predictions [n_test] int64, converged)}``, in the order of ``inputs``.
+    """
+    if settings.backend == "sklearn":
+        return {name: fit_probe(fit_x, fit_y, test_x, settings) for name, (fit_x, test_x) in inputs.items()}
+    if settings.backend == "torch":
+        from pytest_medprobe.torch_probes import fit_probes as fit_all_at_once
+
+        return fit_all_at_once(inputs, fit_y, c=settings.c, max_iter=settings.max_iter)
+    raise ValueError(f"unknown probe backend {settings.backend!r}; allowed: {', '.join(PROBE_BACKENDS)}")
 
 
 def bootstrap_counts(n_test: int, n_bootstrap: int, seed: int) -> np.ndarray:
@@ -176,12 +197,9 @@ def build_probe_curve(
         _check_finite(fit_x, name, "fit")
         _check_finite(test_x, name, "test")
 
-    predictions: dict[str, np.ndarray] = {}
-    unconverged: list[str] = []
-    for name, (fit_x, test_x) in inputs.items():
-        predictions[name], converged = fit_probe(fit_x, fit_y, test_x, settings)
-        if not converged:
-            unconverged.append(name)
+    fitted = fit_probes(inputs, fit_y, settings)
+    predictions = {name: pred for name, (pred, _) in fitted.items()}
+    unconverged = [name for name, (_, converged) in fitted.items() if not converged]
     predictions[stages.ANSWER] = answers
     counts = bootstrap_counts(len(test_y), settings.n_bootstrap, settings.seed)
     scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}

@@ -61,3 +61,36 @@ def letter_token_ids(tokenizer: Any, letters: Sequence[str]) -> list[list[int]]:
             )
         candidates.append(ids)
     return candidates
+
+
+def parse_generated_answer(text: str, class_names: Sequence[str]) -> int:
+    """The option a free-form answer names, or -1 when it names none (counted as wrong).
+
+    Reasoning models think first and wrap the verdict in ``<answer>…</answer>``; only
+    that part is read when it exists. Inside it, in order of how explicit they are: a
+    letter at the very start ("B", "(B) ring lesion", "B."), a stated answer ("the
+    answer is B", "Answer: (B)"), a parenthesized letter, and finally a class name if
+    exactly one is mentioned. A letter outside the options never counts.
+    """
+    import re
+
+    letters = option_letters(len(class_names))
+    tagged = re.findall(r"<answer>(.*?)</answer>", text, flags=re.S | re.I)
+    segment = (tagged[-1] if tagged else text).strip()
+    letter_class = "[" + "".join(letters) + "]"
+    # Letters are matched in capitals only, and a leading letter must not start a
+    # sentence: "the answer is a ring lesion" names no option A, "I think" no option I.
+    patterns = (
+        rf"^\(?({letter_class})(?:[).:,]|\s*$|\s+(?![a-z]))",
+        rf"(?i:answer)\s*(?:(?i:is)|:)?\s*[:\-]?\s*\(?({letter_class})(?![A-Za-z])",
+        rf"\(({letter_class})\)",
+    )
+    for pattern in patterns:
+        found = re.findall(pattern, segment)
+        if found:
+            # The last statement wins: reasoning often names options before settling.
+            return letters.index(found[-1])
+    lowered = segment.lower()
+    mentioned = {index for index, name in enumerate(class_names) if name.lower() in lowered}
+    # "benign" inside "not benign" or two names in one sentence are ambiguous; no guess.
+    return mentioned.pop() if len(mentioned) == 1 else -1

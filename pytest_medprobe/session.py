@@ -12,8 +12,11 @@ pair; a notebook can use it without pytest:
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe.cache import FeatureCache, cache_key
 
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel, ModelSource
 
-POOLING = "mean-over-tokens/v1"  # part of the cache key: change it when pooling changes
+POOLING = "mean-over-tokens/v2"  # part of the cache key: change it when pooling changes
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,12 @@ class PairResult:
 class AuditSession:
     """Lazily computes and memoizes the results of every pair."""
 
-    def __init__(self, settings: MedprobeSettings, progress: bool = False) -> None:
+    def __init__(self, settings: MedprobeSettings, progress: bool = False, run_id: str | None = None) -> None:
         self.settings = settings
         self.progress = progress
+        # Shared by the processes of one run (pytest-xdist's workers): an entry written under
+        # this id was extracted by this run, so --medprobe-refresh need not extract it again.
+        self.run_id = run_id
         self.cache = FeatureCache(settings.cache_dir)
         self._sources: dict[str, ModelSource] = {}
         self._models: dict[str, LoadedModel] = {}
@@ -96,7 +102,9 @@ class AuditSession:
         if model not in self._sources:
             from pytest_medprobe.models.registry import resolve_model_source
 
-            self._sources[model] = resolve_model_source(model, self.settings.cache_dir)
+            self._sources[model] = resolve_model_source(
+                model, self.settings.cache_dir, self.settings.trust_remote_code
+            )
         return self._sources[model]
 
     def model(self, model: str) -> LoadedModel:
@@ -127,35 +135,53 @@ class AuditSession:
         from pytest_medprobe.prompts import closed_question
 
         dataset = self.dataset(pair.dataset)
-        return cache_key(
-            {
-                "model": self.source(pair.model).fingerprint,
-                "dataset": dataset.fingerprint,
-                "question": closed_question(dataset.class_names, dataset.modality),
-                "pooling": POOLING,
-                "dtype": self.settings.dtype,
-            }
-        )
+        parts: dict[str, object] = {
+            "model": self.source(pair.model).fingerprint,
+            "dataset": dataset.fingerprint,
+            "question": closed_question(dataset.class_names, dataset.modality),
+            "pooling": POOLING,
+            "dtype": self.settings.dtype,
+        }
+        if self.settings.answer_mode == "generate":  # letter-mode keys stay as they were
+            parts["answers"] = {"mode": "generate", "max_new_tokens": self.settings.max_new_tokens}
+        return cache_key(parts)
 
     def features(self, pair: Pair) -> tuple[FeatureBank, FeatureProvenance]:
         """The pair's feature bank: from the cache, or extracted (one pass) and cached."""
         if pair in self._features:
             return self._features[pair]
         key = self.features_key(pair)
-        bank = None if self.settings.refresh else self.cache.load(key)
+        bank = self._cached(key)
         forward_passes = 0
         if bank is None:
             with self.cache.lock(key):
                 # Another process may have written the entry while we waited for the lock.
-                bank = None if self.settings.refresh else self.cache.load(key)
+                bank = self._cached(key)
+                if bank is None and not self.settings.refresh:
+                    from pytest_medprobe.shards import merge_shards
+
+                    bank = merge_shards(self, pair, key)  # None unless `extract --shard` wrote shards
                 if bank is None:
-                    bank, forward_passes = self._extract(pair)
-                    self.cache.store(key, bank, {"model": pair.model, "dataset": pair.dataset})
+                    bank, forward_passes = self.extract(pair)
+                    self.cache.store(key, bank, self.entry_description(pair, forward_passes))
         provenance = FeatureProvenance(key, cache_hit=forward_passes == 0, forward_passes=forward_passes)
         self._features[pair] = (bank, provenance)
         return self._features[pair]
 
-    def _extract(self, pair: Pair) -> tuple[FeatureBank, int]:
+    def _cached(self, key: str) -> FeatureBank | None:
+        if self.settings.refresh and (self.run_id is None or self.cache.description(key).get("run") != self.run_id):
+            return None
+        return self.cache.load(key)
+
+    def entry_description(self, pair: Pair, forward_passes: int, **extra: object) -> dict[str, object]:
+        """What a cache entry's manifest says about its origin: for people, and for ``run_id``."""
+        description: dict[str, object] = {"model": pair.model, "dataset": pair.dataset}
+        if self.run_id is not None:
+            description["run"] = self.run_id
+        return {**description, "forward_passes": forward_passes, **extra}
+
+    def extract(self, pair: Pair, dataset: ProbeDataset | None = None) -> tuple[FeatureBank, int]:
+        """Extract the pair's features (of ``dataset``: a shard's rows of it), with the forward-pass count."""
         from pytest_medprobe.extract import extract_features
 
         loaded = self.model(pair.model)
@@ -163,7 +189,12 @@ class AuditSession:
         handle = loaded.model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         try:
             bank = extract_features(
-                loaded, self.dataset(pair.dataset), self.settings.batch_size, progress=self.progress
+                loaded,
+                self.dataset(pair.dataset) if dataset is None else dataset,
+                self.settings.batch_size,
+                progress=self.progress,
+                answer_mode=self.settings.answer_mode,
+                max_new_tokens=self.settings.max_new_tokens,
             )
         finally:
             handle.remove()
@@ -192,7 +223,10 @@ class AuditSession:
             stage_names=bank.stage_names,
             has_image_view=bank.has_image_view,
             settings=ProbeSettings(
-                c=self.settings.probe_c, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed
+                c=self.settings.probe_c,
+                n_bootstrap=self.settings.n_bootstrap,
+                seed=self.settings.seed,
+                backend=self.settings.probe_backend,
             ),
         )
         health = compute_health(curve)
@@ -241,18 +275,40 @@ class AuditSession:
         """The comparison made for ``pair`` in this session, if any (for the reports)."""
         return self._comparisons.get(pair)
 
-    def save_baseline(self) -> int:
-        """Write every computed pair into ``--medprobe-save-baseline``; returns the entry count."""
-        from pytest_medprobe.baseline import default_release_line, entry_key, make_entry, update_baseline
+    def baseline_entry(self, result: PairResult) -> tuple[str, dict[str, Any]]:
+        """The key and the entry of ``result`` in a baseline file (``--medprobe-save-baseline``)."""
+        from pytest_medprobe.baseline import default_release_line, entry_key, make_entry
 
-        path = self.settings.save_baseline_path
-        if path is None or not self.computed_results:
-            return 0
-        entries = {}
-        for result in self.computed_results:
-            line = self.settings.label or default_release_line(result.pair.model)
-            entries[entry_key(line, result.dataset.fingerprint)] = make_entry(
-                result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed
-            )
-        update_baseline(path, entries)
-        return len(entries)
+        line = self.settings.label or default_release_line(result.pair.model)
+        entry = make_entry(result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed)
+        return entry_key(line, result.dataset.fingerprint), entry
+
+
+def share_cpu_threads(processes: int, environ: MutableMapping[str, str] = os.environ) -> int | None:
+    """Give torch in this process an equal share of the machine's cores, one of ``processes`` sharing them.
+
+    For pytest-xdist workers: each would otherwise start one thread per core, and on a busy
+    CPU every operation waits for threads the other workers hold (measured: a two-pair
+    ``-n 2`` run on 2 cores took 44-129 s instead of 18-23 s). Works through
+    ``OMP_NUM_THREADS``, read when torch is imported; an ``OMP_NUM_THREADS`` the user set
+    wins. Returns the share, or None when the user's setting stays.
+    """
+    if "OMP_NUM_THREADS" in environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // max(1, processes))
+    environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # imported already (a conftest): too late for the variable
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
+
+
+def check_sources(settings: MedprobeSettings) -> None:
+    """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``)."""
+    from pytest_medprobe.data import check_dataset_spec
+    from pytest_medprobe.models.registry import check_model_spec
+
+    for model in settings.models:
+        check_model_spec(model, settings.trust_remote_code)
+    for dataset in settings.datasets:
+        check_dataset_spec(dataset, settings.data_root)

@@ -225,6 +225,7 @@ def validate_labels(fit_labels: np.ndarray, test_labels: np.ndarray, class_names
         if len(present) < 2:
             raise DatasetError(
                 f"{where}: the {split} split holds only class {class_names[int(present[0])]!r} "
-                f"({labels.size} sample{'s' if labels.size != 1 else ''}); a balanced accuracy needs at least 2 classes in each split. "
+                f"({labels.size} sample{'s' if labels.size != 1 else ''}); a balanced accuracy needs "
+                "at least 2 classes in each split. "
                 f"Add images of other classes, or raise {MAX_SAMPLES.flag}."
             )

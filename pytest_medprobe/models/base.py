@@ -8,8 +8,8 @@ the same way for every family.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from abc import ABC
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,28 +19,62 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def attribute_path(model: Any, path: str) -> Any:
+    """Follow a dotted attribute path, with a message naming the missing part."""
+    from pytest_medprobe.errors import ModelLoadError
+
+    current = model
+    for part in path.split("."):
+        if not hasattr(current, part):
+            raise ModelLoadError(
+                f"{type(model).__name__} has no '{path}' (missing '{part}'); this transformers "
+                "version lays the model out differently from what the adapter expects. "
+                "Use transformers 5.x, or report the version you have."
+            )
+        current = getattr(current, part)
+    return current
+
+
 class FamilyAdapter(ABC):
-    """Locates the stages of one transformers model family."""
+    """Locates the stages of one transformers model family.
+
+    Most families differ only in where their parts live, so an adapter mostly names
+    attribute paths; what differs in substance is how the rows a vision module sees map
+    to images (tiles, packed patch sequences, padding images), which ``image_rows`` and
+    ``pool_vision`` answer.
+    """
 
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # config.json model_type values this adapter reads
     has_image_view: ClassVar[bool] = True  # False for cross-attention models (no image tokens)
+    # Dotted paths on the ``*ForConditionalGeneration`` object.
+    vision_block_paths: ClassVar[tuple[str, ...]]  # ModuleLists of vision blocks, in order
+    handoff_path: ClassVar[str]  # module whose input is ``vision`` (projector / merger)
+    language_model_path: ClassVar[str]  # decoder stack: ``.layers`` and ``.norm``
+    # Processors of some families take a list of images per prompt.
+    nested_images: ClassVar[bool] = False
 
-    @abstractmethod
     def vision_blocks(self, model: nn.Module) -> Sequence[nn.Module]:
         """The vision-encoder blocks, in order; their outputs are ``vision.{i}``."""
+        return [block for path in self.vision_block_paths for block in attribute_path(model, path)]
 
-    @abstractmethod
     def vision_prefix_tokens(self, model: nn.Module) -> int:
         """How many leading tokens of a vision block output are not patches (CLS)."""
+        return 0
 
-    @abstractmethod
     def connector(self, model: nn.Module) -> nn.Module:
-        """The projector: its input is ``vision``, its output ``connector``."""
+        """The projector / merger: its input is ``vision``.
 
-    @abstractmethod
+        For token families ``connector`` is read where the LLM receives it (the decoder
+        input at the image positions), which also covers what a family adds after the
+        projector (LLaVA-NeXT's newline tokens, scaling); without an image view it is this
+        module's output.
+        """
+        return attribute_path(model, self.handoff_path)  # type: ignore[no-any-return]
+
     def decoder_layers(self, model: nn.Module) -> Sequence[nn.Module]:
         """The decoder layers, in order; their outputs are ``llm.{j}``."""
+        return list(attribute_path(model, self.language_model_path + ".layers"))
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The decoder's final norm, when it has one.
@@ -49,11 +83,86 @@ class FamilyAdapter(ABC):
         and the LM head reads exactly that; so ``llm.{L-1}`` is taken there, which makes
         the semantic gap (probe vs. the model's own answer) compare like with like.
         """
-        return None
+        return getattr(attribute_path(model, self.language_model_path), "norm", None)
 
-    @abstractmethod
     def image_token_id(self, model: nn.Module) -> int | None:
         """The token id marking image positions in ``input_ids`` (None without an image view)."""
+        if not self.has_image_view:
+            return None
+        config = model.config
+        for name in ("image_token_id", "image_token_index"):
+            token_id = getattr(config, name, None)
+            if token_id is not None:
+                return int(token_id)
+        return None
+
+    def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
+        """``[n_rows]`` long: the image each row of a vision tensor belongs to (-1: padding).
+
+        A row is the leading dimension of a vision block's output: one image, one tile
+        of an image, or (for packed families) one patch token. The default is one row
+        per image; families that tile or pack override it.
+        """
+        import torch
+
+        if n_rows != n_images:
+            from pytest_medprobe.errors import ExtractionError
+
+            raise ExtractionError(
+                f"the {self.family} adapter expects one vision row per image but saw {n_rows} rows "
+                f"for {n_images} images; this checkpoint tiles its images in a way the adapter "
+                "does not know."
+            )
+        return torch.arange(n_images)
+
+    def pool_vision(
+        self,
+        model: nn.Module,
+        hidden: torch.Tensor,
+        inputs: Mapping[str, Any],
+        n_images: int,
+        skip_prefix: int = 0,
+    ) -> torch.Tensor:
+        """A vision tensor ``[rows, tokens, d]`` or packed ``[tokens, d]`` -> ``[n_images, d]`` float32.
+
+        The mean is over every patch token of an image, across its tiles; ``skip_prefix``
+        leading tokens of each row (CLS) are left out.
+        """
+        if hidden.dim() == 3:
+            row_means = hidden[:, skip_prefix:, :].float().mean(dim=1)  # [rows, d]
+        elif hidden.dim() == 2:  # packed: every row is one patch token
+            row_means = hidden.float()
+        else:
+            from pytest_medprobe.errors import ExtractionError
+
+            raise ExtractionError(
+                f"the {self.family} adapter cannot pool a vision tensor of shape {tuple(hidden.shape)}."
+            )
+        rows = self.image_rows(model, inputs, row_means.shape[0], n_images).to(row_means.device)
+        return segment_mean(row_means, rows, n_images)
+
+
+def segment_mean(
+    values: torch.Tensor, segment: torch.Tensor, n_segments: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``values: [rows, d]`` per segment id in ``segment: [rows]`` (-1 ignored) -> ``[n, d]``."""
+    import torch
+
+    keep = segment >= 0
+    values, segment = values[keep], segment[keep]
+    row_weights = torch.ones(len(segment), device=values.device) if weights is None else weights[keep].float()
+    sums = torch.zeros(n_segments, values.shape[1], device=values.device).index_add_(
+        0, segment, values * row_weights[:, None]
+    )
+    totals = torch.zeros(n_segments, device=values.device).index_add_(0, segment, row_weights)
+    if bool((totals == 0).any()):
+        from pytest_medprobe.errors import ExtractionError
+
+        raise ExtractionError(
+            f"{int((totals == 0).sum())} of {n_segments} images got no vision rows; the adapter's "
+            "mapping from vision rows to images does not fit this checkpoint."
+        )
+    return sums / totals[:, None]
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,57 @@
-"""LLaVA (``LlavaForConditionalGeneration``): where its stages live in transformers 5.
+"""LLaVA and LLaVA-NeXT: where their stages live in transformers 5.
 
 vision blocks   model.vision_tower.encoder.layers   (CLIP / SigLIP towers)
-vision          input of model.multi_modal_projector (the layer picked by
+vision          input of model.multi_modal_projector (the layer(s) picked by
                 ``vision_feature_layer``, CLS dropped by the "default" select strategy)
-connector       output of model.multi_modal_projector
+connector       the decoder input at the image tokens (LLaVA-NeXT adds newline tokens)
 decoder layers  model.language_model.layers
-image tokens    input_ids == config.image_token_id
+image tokens    input_ids == config.image_token_id (alias image_token_index)
+
+LLaVA-NeXT ("anyres") cuts each image into a base view plus tiles on the best-fitting
+grid pinpoint; the vision tower sees all tiles of the batch as rows, so rows are mapped
+back to images with the same tile count transformers computes from ``image_sizes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe.errors import ModelLoadError
-from pytest_medprobe.models.base import FamilyAdapter
+from pytest_medprobe.models.base import FamilyAdapter, attribute_path
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
-
-
-def _attribute_path(model: Any, path: str) -> Any:
-    """Follow a dotted attribute path, with a message naming the missing part."""
-    current = model
-    for part in path.split("."):
-        if not hasattr(current, part):
-            raise ModelLoadError(
-                f"{type(model).__name__} has no '{path}' (missing '{part}'); this transformers "
-                "version lays the model out differently from what the adapter expects. "
-                "Use transformers 5.x, or report the version you have."
-            )
-        current = getattr(current, part)
-    return current
 
 
 class LlavaAdapter(FamilyAdapter):
     family = "llava"
     model_types = ("llava",)
-
-    def vision_blocks(self, model: nn.Module) -> Sequence[nn.Module]:
-        return list(_attribute_path(model, "model.vision_tower.encoder.layers"))
+    vision_block_paths = ("model.vision_tower.encoder.layers",)
+    handoff_path = "model.multi_modal_projector"
+    language_model_path = "model.language_model"
 
     def vision_prefix_tokens(self, model: nn.Module) -> int:
         # CLIP towers prepend a CLS token; SigLIP towers have none.
-        embeddings = _attribute_path(model, "model.vision_tower").embeddings
+        embeddings = attribute_path(model, "model.vision_tower").embeddings
         return 1 if hasattr(embeddings, "class_embedding") else 0
 
-    def connector(self, model: nn.Module) -> nn.Module:
-        return _attribute_path(model, "model.multi_modal_projector")  # type: ignore[no-any-return]
 
-    def decoder_layers(self, model: nn.Module) -> Sequence[nn.Module]:
-        return list(_attribute_path(model, "model.language_model.layers"))
+class LlavaNextAdapter(LlavaAdapter):
+    family = "llava_next"
+    model_types = ("llava_next",)
 
-    def final_norm(self, model: nn.Module) -> nn.Module | None:
-        return getattr(_attribute_path(model, "model.language_model"), "norm", None)
+    def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
+        import torch
+        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
-    def image_token_id(self, model: nn.Module) -> int | None:
-        config = model.config
-        token_id = getattr(config, "image_token_id", None)
-        if token_id is None:
-            token_id = getattr(config, "image_token_index", None)
-        return None if token_id is None else int(token_id)
+        config: Any = model.config
+        tiles = [
+            image_size_to_num_patches(
+                image_size=size,
+                grid_pinpoints=config.image_grid_pinpoints,
+                patch_size=config.vision_config.image_size,
+            )
+            for size in inputs["image_sizes"]
+        ]
+        return torch.repeat_interleave(torch.arange(n_images), torch.tensor(tiles))

@@ -19,13 +19,38 @@ if TYPE_CHECKING:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The device inputs go to; with a device map, the first GPU (where the embeddings live)."""
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto.")
+    if device.startswith("cuda") or device == "balanced":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto.")
+        if device == "balanced":
+            return torch.device("cuda")
     return torch.device(device)
+
+
+def device_map_for(device: str) -> str | None:
+    """accelerate's placement when the model is spread over several GPUs, else None.
+
+    ``balanced`` asks for it; ``auto`` takes it whenever more than one GPU is visible,
+    since a 32B model does not fit one 48 GB card. Hooks pool on whichever GPU a layer
+    lands on, so extraction does not care where each layer lives.
+    """
+    import torch
+
+    if device == "balanced" or (device == "auto" and torch.cuda.is_available() and torch.cuda.device_count() > 1):
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise ModelLoadError(
+                f"--device {device}: spreading a model over several GPUs needs accelerate; "
+                "pip install accelerate, or pick one GPU with --device cuda:<index>."
+            ) from None
+        return "balanced"
+    return None
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -53,6 +78,8 @@ def load_model(
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    device_map = device_map_for(device)
+    placement = {} if device_map is None else {"device_map": device_map}
     progress_was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # our own progress bar covers the long part
     try:
@@ -63,8 +90,18 @@ def load_model(
                 source.directory, local_files_only=True, trust_remote_code=trust_remote_code
             )
             model = AutoModelForImageTextToText.from_pretrained(
-                source.directory, local_files_only=True, dtype=torch_dtype, trust_remote_code=trust_remote_code
+                source.directory,
+                local_files_only=True,
+                dtype=torch_dtype,
+                trust_remote_code=trust_remote_code,
+                **placement,
             )
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"--model {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "
+            f"needs a package that is not installed: {exc}. Install it (pip install "
+            "'pytest-medprobe[models]' brings what the supported families need)."
+        ) from exc
     except (OSError, ValueError, KeyError) as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(
@@ -79,7 +116,11 @@ def load_model(
     finally:
         if progress_was_enabled:
             hf_logging.enable_progress_bar()
-    model = model.to(torch_device).eval()  # type: ignore[arg-type]
+    if device_map is None:
+        model = model.to(torch_device)  # type: ignore[arg-type]
+    else:  # inputs go where the embeddings are
+        torch_device = model.get_input_embeddings().weight.device  # type: ignore[union-attr,operator,assignment]
+    model = model.eval()
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise ModelLoadError(

@@ -1,8 +1,10 @@
 """Model names a user may pass to ``--model``, and the adapters of supported families.
 
-A spec is a built-in name (a model we build locally), or a checkpoint directory saved
-with ``save_pretrained``. Resolving a spec reads files only; weights load later, and
-only when the feature cache cannot answer.
+A spec is a built-in name (a model we build or ship), a catalogue name (a medical
+MLLM looked up in the local Hugging Face cache, offline), ``NAME=DIR`` (a name with
+its weights in a directory), or a checkpoint directory saved with ``save_pretrained``,
+whose family is read from its ``config.json``. Resolving a spec reads files only;
+weights load later, and only when the feature cache cannot answer.
 """
 
 from __future__ import annotations
@@ -13,12 +15,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_medprobe.config import TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.models.base import FamilyAdapter, ModelSource
-from pytest_medprobe.models.llava import LlavaAdapter
+from pytest_medprobe.models.catalogue import CATALOGUE, CATALOGUE_BY_NAME, CUSTOM_CODE_MODEL_TYPES, CatalogueEntry
+from pytest_medprobe.models.gemma3 import Gemma3Adapter
+from pytest_medprobe.models.idefics3 import Idefics3Adapter
+from pytest_medprobe.models.internvl import InternVLAdapter
+from pytest_medprobe.models.llava import LlavaAdapter, LlavaNextAdapter
+from pytest_medprobe.models.mllama import MllamaAdapter
+from pytest_medprobe.models.paligemma import PaliGemmaAdapter
+from pytest_medprobe.models.qwen_vl import QwenVLAdapter
 
+FAMILY_ADAPTERS: tuple[type[FamilyAdapter], ...] = (
+    LlavaAdapter,
+    LlavaNextAdapter,
+    QwenVLAdapter,
+    Gemma3Adapter,
+    InternVLAdapter,
+    Idefics3Adapter,
+    PaliGemmaAdapter,
+    MllamaAdapter,
+)
+# config.json model_type -> adapter
 ADAPTERS: dict[str, type[FamilyAdapter]] = {
-    model_type: adapter for adapter in (LlavaAdapter,) for model_type in adapter.model_types
+    model_type: adapter for adapter in FAMILY_ADAPTERS for model_type in adapter.model_types
 }
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -98,17 +119,107 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = _builtin_models()
 
 
 def known_models_text() -> str:
-    names = ", ".join(sorted(BUILTIN_MODELS))
-    return f"known names: {names}; or a checkpoint directory saved with save_pretrained"
+    builtin = ", ".join(sorted(BUILTIN_MODELS))
+    named = ", ".join(entry.name for entry in CATALOGUE if entry.medical)
+    return (
+        f"built-in names: {builtin}; medical models (from the local Hugging Face cache): {named}, "
+        "and general baselines; "
+        "or NAME=DIR, or a checkpoint directory saved with save_pretrained "
+        "(pytest --medprobe-models lists them all)"
+    )
 
 
-def check_model_spec(spec: str) -> None:
+def models_listing() -> str:
+    """What ``pytest --medprobe-models`` prints: every name ``--model`` accepts."""
+    lines = ["built-in models (no download needed):"]
+    for name in sorted(BUILTIN_MODELS):
+        lines.append(f"  {name:<34} {BUILTIN_MODELS[name].description}")
+    cache = hf_cache_dir()
+    for medical, title in ((True, "medical MLLMs"), (False, "general baselines")):
+        lines.append("")
+        lines.append(f"{title} (looked up offline in the Hugging Face cache {cache}):")
+        lines.append(f"  {'name':<34} {'family':<11} {'bf16 GB':>7}  {'local?':<7} hub id; notes")
+        for entry in CATALOGUE:
+            if entry.medical != medical:
+                continue
+            available = "yes" if cached_snapshot(entry) is not None else "no"
+            lines.append(
+                f"  {entry.name:<34} {entry.model_type:<11} {entry.bfloat16_gb:>7.1f}  {available:<7} "
+                f"{entry.hub_id}; {entry.notes}"
+            )
+    lines += [
+        "",
+        "Also accepted: NAME=DIR (a name with its weights in a directory) and DIR (a checkpoint",
+        f"directory; its family is read from config.json). Supported model types: {', '.join(sorted(ADAPTERS))}.",
+        "bf16 GB is the weights alone in bfloat16; a batch's activations come on top.",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A ``--model`` value taken apart: a name, a directory, or a name with a directory."""
+
+    spec: str
+    name: str | None  # built-in or catalogue name, or the label of NAME=DIR
+    directory: Path | None  # given by the user (DIR or NAME=DIR)
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    if spec in BUILTIN_MODELS or spec in CATALOGUE_BY_NAME:
+        return ModelSpec(spec, spec, None)
+    name, separator, directory = spec.partition("=")
+    # A directory whose own name holds '=' is still a directory.
+    if separator and name and directory and not Path(spec).expanduser().is_dir():
+        return ModelSpec(spec, name, Path(directory).expanduser())
+    return ModelSpec(spec, None, Path(spec).expanduser())
+
+
+def hf_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def cached_snapshot(entry: CatalogueEntry) -> Path | None:
+    """The entry's checkpoint in the local Hugging Face cache, or None; never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        directory = Path(snapshot_download(entry.hub_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return directory if (directory / "config.json").is_file() else None
+
+
+def _not_cached_message(entry: CatalogueEntry) -> str:
+    return (
+        f"--model {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
+        f"cache (looked in {hf_cache_dir()}; set HF_HOME or HF_HUB_CACHE if yours lives elsewhere), "
+        "and pytest-medprobe never downloads. On a machine with internet run "
+        f"`hf download {entry.hub_id}` (older huggingface_hub: `huggingface-cli download "
+        f"{entry.hub_id}`) and copy the cache here, or pass the checkpoint folder as "
+        f"--model {entry.name}=/path/to/checkpoint."
+    )
+
+
+def check_model_spec(spec: str, trust_remote_code: bool = False) -> None:
     """Cheap up-front check of a ``--model`` value; raises ``MedprobeUsageError``."""
-    if spec in BUILTIN_MODELS:
+    parsed = parse_model_spec(spec)
+    if parsed.name in BUILTIN_MODELS and parsed.directory is None:
         return
-    path = Path(spec).expanduser()
+    if parsed.directory is None:  # a catalogue name
+        named = CATALOGUE_BY_NAME[spec]
+        directory = cached_snapshot(named)
+        if directory is None:
+            raise MedprobeUsageError(_not_cached_message(named))
+        _check_checkpoint(directory, spec, trust_remote_code, usage=True, entry=named)
+        return
+    path = parsed.directory
     if path.is_dir():
-        _read_model_type(path, usage=True)
+        entry = CATALOGUE_BY_NAME.get(parsed.name or "")
+        _check_checkpoint(path, spec, trust_remote_code, usage=True, entry=entry)
         return
     if path.exists():
         raise MedprobeUsageError(
@@ -120,27 +231,54 @@ def check_model_spec(spec: str) -> None:
     )
 
 
-def _read_model_type(directory: Path, usage: bool) -> str:
+def _check_checkpoint(
+    directory: Path, spec: str, trust_remote_code: bool, usage: bool, entry: CatalogueEntry | None = None
+) -> str:
+    """The checkpoint's model_type, once it is known that an adapter can read it."""
     error: type[Exception] = MedprobeUsageError if usage else ModelLoadError
+    config = _read_config(directory, spec, error)
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise error(
+            f"--model {spec!r}: {directory / 'config.json'} has no 'model_type'; re-save the "
+            "checkpoint with save_pretrained."
+        )
+    if "auto_map" in config and not trust_remote_code:
+        raise error(
+            f"--model {spec!r}: the checkpoint in {directory} ships its own Python code (an auto_map "
+            "in config.json), which pytest-medprobe never runs on its own, since it would execute "
+            f"with your permissions. If you trust it, pass {TRUST_REMOTE_CODE.flag} (ini "
+            f"{TRUST_REMOTE_CODE.ini}); the report will say so."
+        )
+    if model_type not in ADAPTERS:
+        advice = CUSTOM_CODE_MODEL_TYPES.get(model_type)
+        raise error(
+            f"--model {spec!r}: model_type {model_type!r} (in {directory / 'config.json'}) is not "
+            f"supported{': ' + advice if advice else ''}. Supported model types: {', '.join(sorted(ADAPTERS))}."
+        )
+    if entry is not None and ADAPTERS[model_type].family != ADAPTERS[entry.model_type].family:
+        raise error(
+            f"--model {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
+            f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
+            f"differently (another-name={directory}) if it is a different model."
+        )
+    return model_type
+
+
+def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str, object]:
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise error(
-            f"--model {str(directory)!r}: no config.json in {directory.resolve()}; a checkpoint "
-            "directory is what save_pretrained writes (config.json, weights, processor files)."
+            f"--model {spec!r}: no config.json in {directory.resolve()}; a checkpoint directory is "
+            "what save_pretrained writes (config.json, weights, processor files)."
         )
     try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8"))["model_type"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise error(
-            f"--model {str(directory)!r}: {config_path} is not a transformers config with a "
-            f"'model_type' ({exc}); re-save the checkpoint with save_pretrained."
-        ) from None
-    if model_type not in ADAPTERS:
-        raise error(
-            f"--model {str(directory)!r}: model_type {model_type!r} is not supported; supported: "
-            f"{', '.join(sorted(ADAPTERS))}."
-        )
-    return str(model_type)
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise error(f"--model {spec!r}: {config_path} is not valid JSON ({exc}); re-save the checkpoint.") from None
+    if not isinstance(config, dict):
+        raise error(f"--model {spec!r}: {config_path} is not a transformers config; re-save the checkpoint.")
+    return config
 
 
 def checkpoint_fingerprint(directory: Path) -> str:
@@ -179,13 +317,20 @@ def _materialize_builtin(builtin: BuiltinModel, cache_dir: Path) -> Path:
     return directory
 
 
-def resolve_model_source(spec: str, cache_dir: Path) -> ModelSource:
+def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = False) -> ModelSource:
     """Turn a ``--model`` value into a checkpoint directory, building a built-in one if needed."""
-    if spec in BUILTIN_MODELS:
+    parsed = parse_model_spec(spec)
+    entry = CATALOGUE_BY_NAME.get(parsed.name or "")
+    if parsed.name in BUILTIN_MODELS and parsed.directory is None:
         directory = _materialize_builtin(BUILTIN_MODELS[spec], cache_dir)
+    elif parsed.directory is None and entry is not None:
+        snapshot = cached_snapshot(entry)
+        if snapshot is None:
+            raise ModelLoadError(_not_cached_message(entry))
+        directory = snapshot
     else:
-        directory = Path(spec).expanduser().resolve()
-    model_type = _read_model_type(directory, usage=False)
+        directory = parsed.directory.resolve()  # type: ignore[union-attr]
+    model_type = _check_checkpoint(directory, spec, trust_remote_code, usage=False, entry=entry)
     weights = [p for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
     if not weights:
         raise ModelLoadError(
@@ -202,5 +347,8 @@ def resolve_model_source(spec: str, cache_dir: Path) -> ModelSource:
 
 
 def model_short_name(spec: str) -> str:
-    """A short name for test ids: the built-in name or the directory's base name."""
-    return spec if spec in BUILTIN_MODELS else Path(spec).expanduser().name or spec
+    """A short name for test ids: the model's name, or the directory's base name."""
+    parsed = parse_model_spec(spec)
+    if parsed.name is not None:
+        return parsed.name
+    return parsed.directory.name or spec  # type: ignore[union-attr]

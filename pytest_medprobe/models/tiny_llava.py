@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,29 @@ class TinyLlavaSpec:
     seed: int = 0
 
 
-def build_tokenizer() -> object:
-    """A word-level fast tokenizer whose vocabulary covers the closed question."""
+def build_tokenizer(
+    special_attributes: Mapping[str, str] | None = None,
+    extra_tokens: Sequence[str] = (),
+    extra_words: Sequence[str] = (),
+) -> Any:
+    """A word-level fast tokenizer whose vocabulary covers the closed question.
+
+    ``special_attributes`` maps attribute names processors look up (``image_token``,
+    ``boi_token``, ...) to their special tokens; ``extra_tokens`` are further special
+    tokens a family's processor or chat template needs (``<|im_start|>``, ...), and
+    ``extra_words`` plain words of its chat template (``user``, ``model``). Tiny
+    checkpoints of every family build their tokenizer here.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = list(dict.fromkeys([*SPECIAL_TOKENS, *LETTERS, *PUNCTUATION, *PROMPT_WORDS]))
+    attributes = {"image_token": IMAGE_TOKEN} if special_attributes is None else dict(special_attributes)
+    specials = list(dict.fromkeys([*SPECIAL_TOKENS, *attributes.values(), *extra_tokens]))
+    words = list(dict.fromkeys([*specials, *LETTERS, *PUNCTUATION, *PROMPT_WORDS, *extra_words]))
     vocab = {word: index for index, word in enumerate(words)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
-    # Newlines matter for the chat template, so they are kept as their own token.
+    # Whitespace() drops the newline pieces Split() isolates, so prompts carry no newline
+    # tokens; the shipped reference model was trained on exactly this tokenization.
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split("\n", behavior="isolated"), pre_tokenizers.Whitespace()]
     )
@@ -79,8 +94,12 @@ def build_tokenizer() -> object:
         eos_token=EOS_TOKEN,
         unk_token=UNK_TOKEN,
         pad_token=PAD_TOKEN,
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        extra_special_tokens=attributes,
         padding_side="left",
+    )
+    # Special tokens are matched whole, before the word-level split.
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": specials[len(SPECIAL_TOKENS) :]}, replace_extra_special_tokens=False
     )
     return tokenizer
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_medprobe.report.json_results import answer_mode_record
+
 if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import Verdict
     from pytest_medprobe.session import PairResult
@@ -46,6 +48,17 @@ def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
         f"<tr><td>health</td><td>{_fmt(result.health.health)} (weakest: "
         f"{escape(result.health.weakest)})</td><td></td></tr>"
     )
+    if not curve.has_image_view:
+        from pytest_medprobe.report.terminal import NO_IMAGE_VIEW
+
+        rows.append(f"<tr><td>image view</td><td>{escape(NO_IMAGE_VIEW)}</td><td></td></tr>")
+    answers = answer_mode_record(result)
+    if answers["mode"] == "generate":
+        examples = "".join(f"<li><code>{escape(text)}</code></li>" for text in answers["unparseable_examples"])
+        rows.append(
+            f"<tr><td>generated answers</td><td>{answers['unparseable']} of {answers['n']} named no option "
+            f"(counted as wrong){'<ul>' + examples + '</ul>' if examples else ''}</td><td></td></tr>"
+        )
     return '<table class="medprobe">' + "".join(rows) + "</table>"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +11,35 @@ from pytest_medprobe.files import atomic_write_text
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
-    from pytest_medprobe.session import AuditSession, Pair, PairResult
+    from pytest_medprobe.report.outputs import RunOutputs
+    from pytest_medprobe.session import PairResult
 
 
 def _score(curve: Any, stage: str) -> dict[str, float]:
     low, high = curve.interval(stage)
     return {"score": curve.score(stage), "low": low, "high": high}
+
+
+MAX_EXAMPLES = 3
+EXAMPLE_CHARS = 300
+
+
+def answer_mode_record(result: PairResult) -> dict[str, Any]:
+    """How the answer was read; in the generate mode, how many answers named no option
+    (counted as wrong) and a few of them, so a reader can tell a parsing problem from a
+    model problem."""
+    generated = result.features.test.generated
+    if not generated:
+        return {"mode": "letter-logits"}
+    answers = result.features.test.answers
+    unparseable = [index for index, answer in enumerate(answers) if answer < 0]
+    return {
+        "mode": "generate",
+        "unparseable": len(unparseable),
+        "n": len(generated),
+        "unparseable_examples": [generated[index][:EXAMPLE_CHARS] for index in unparseable[:MAX_EXAMPLES]],
+        "examples": [generated[index][:EXAMPLE_CHARS] for index in range(min(MAX_EXAMPLES, len(generated)))],
+    }
 
 
 def run_record(
@@ -44,7 +66,7 @@ def run_record(
         "stages": curve.to_records(),
         "has_image_view": curve.has_image_view,
         "pixels": _score(curve, "pixels"),
-        "answer": {**_score(curve, "answer"), "mode": "letter-logits"},
+        "answer": {**_score(curve, "answer"), **answer_mode_record(result)},
         "chance": curve.chance,
         "health": result.health.as_dict(),
         "failure_modes": [verdict.as_dict() for verdict in result.verdicts.failure_modes()],
@@ -67,25 +89,18 @@ def run_record(
     return record
 
 
-def results_document(
-    session: AuditSession, pair_errors: Mapping[Pair, str], audit_outcomes: Mapping[str, str]
-) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = [
-        run_record(result, session.compared(result.pair), session.settings.trust_remote_code)
-        for result in session.computed_results
-    ]
-    for pair, message in pair_errors.items():
-        runs.append({"model": {"name": pair.model}, "dataset": {"name": pair.dataset}, "error": message})
+def results_document(outputs: RunOutputs) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = [pair.record for pair in outputs.pairs]
+    for model, dataset, message in outputs.errors:
+        runs.append({"model": {"name": model}, "dataset": {"name": dataset}, "error": message})
     return {
         "medprobe_version": __version__,
         "runs": runs,
-        "audits": [{"nodeid": nodeid, "outcome": outcome} for nodeid, outcome in audit_outcomes.items()],
+        "audits": [{"nodeid": nodeid, "outcome": outcome} for nodeid, outcome in outputs.outcomes.items()],
     }
 
 
-def write_results(
-    path: Path, session: AuditSession, pair_errors: Mapping[Pair, str], audit_outcomes: Mapping[str, str]
-) -> None:
+def write_results(path: Path, outputs: RunOutputs) -> None:
     """Write the results file atomically (a reader never sees half a document)."""
-    document = results_document(session, pair_errors, audit_outcomes)
+    document = results_document(outputs)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

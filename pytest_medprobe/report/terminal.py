@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pytest_medprobe.session import PairResult
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 SHORT_MODES = {
     "visual_representation": "vision",
@@ -16,20 +14,30 @@ SHORT_MODES = {
 }
 
 
-def summary_lines(results: tuple[PairResult, ...]) -> list[str]:
+def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The table of the pairs' records (entries of ``runs`` in the results file)."""
     rows = [["model", "dataset", "health", *SHORT_MODES.values(), "root cause", "features"]]
-    for result in results:
-        verdicts = {v.mode: ("pass" if v.passed else "FAIL") for v in result.verdicts.failure_modes()}
-        health = result.health
+    for record in records:
+        verdicts = {v["mode"]: ("pass" if v["verdict"] == "pass" else "FAIL") for v in record["failure_modes"]}
+        health = record["health"]
         rows.append(
             [
-                result.pair.model,
-                result.dataset.name,
-                f"{health.health:.3f} [{health.low:.3f}, {health.high:.3f}]",
+                record["model"]["name"],
+                record["dataset"]["name"],
+                f"{health['health']:.3f} [{health['low']:.3f}, {health['high']:.3f}]",
                 *(verdicts.get(mode, "-") for mode in SHORT_MODES),
-                result.verdicts.root_cause or "none",
-                "cached" if result.provenance.cache_hit else "extracted",
+                record["root_cause"] or "none",
+                "cached" if record["features"]["cache_hit"] else "extracted",
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    for model in dict.fromkeys(r["model"]["name"] for r in records if not r["has_image_view"]):
+        lines.append(f"{model}: {NO_IMAGE_VIEW}")
+    return lines
+
+
+NO_IMAGE_VIEW = (
+    "no image view: images enter the decoder through cross-attention, not as tokens, so the "
+    "curve is vision…, connector, llm.j@answer (metrics.md §1) and the LLM audits read the answer view"
+)

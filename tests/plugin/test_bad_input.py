@@ -87,14 +87,15 @@ def test_a_model_path_that_is_not_a_checkpoint_directory_is_a_usage_error(pytest
     if kind == "file":
         assert "is a file, not a checkpoint directory" in text
     else:
-        assert f"no such model name and no directory at {path}" in text and "known names: medprobe-tiny" in text
+        assert f"no such model name and no directory at {path}" in text and "built-in names: medprobe-tiny" in text
 
 
 def test_an_unsupported_model_type_is_a_usage_error_listing_the_supported_types(pytester: pytest.Pytester) -> None:
     checkpoint = pytester.mkdir("omni")
     (checkpoint / "config.json").write_text('{"model_type": "qwen3_omni"}')
     text = _flat(_usage_error(pytester, f"--model={checkpoint}"))
-    assert "model_type 'qwen3_omni' is not supported; supported: llava" in text
+    assert "model_type 'qwen3_omni' (in " in text and "is not supported" in text
+    assert "Supported model types: gemma3, idefics3, internvl, llava, llava_next, mllama, paligemma, qwen2_5_vl" in text
 
 
 def test_a_checkpoint_without_weight_files_errors_every_audit_naming_the_directory(

@@ -65,7 +65,9 @@ def test_a_bad_ini_value_is_a_usage_error_too(pytester: pytest.Pytester) -> None
 def test_an_unknown_model_is_a_usage_error_listing_the_known_names(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--model=gpt-17-med")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--model 'gpt-17-med': no such model name*known names: medprobe-tiny, *tiny-llava*"])
+    result.stderr.fnmatch_lines(
+        ["*--model 'gpt-17-med': no such model name*built-in names: medprobe-tiny, *tiny-llava*huatuogpt-vision*"]
+    )
 
 
 def test_an_unknown_dataset_is_a_usage_error_listing_the_known_names(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,137 @@
+"""Every supported model family, audited end to end through ``pytest audits/ --model=DIR``.
+
+Each family's tiny random-init checkpoint is built from its real transformers config and
+processor classes (tests/families), saved with ``save_pretrained``, and loaded back by
+directory, exactly as a user's checkpoint is. A random model may pass or fail an audit;
+what is checked is that every audit reaches a verdict (never an error), that every stage
+of metrics.md §1 is there (decoder layers as many as the config says), and that the
+answer was read from the letter logits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+FAMILY_MODULES = (
+    "tiny_llava_next",
+    "tiny_qwen2_vl",
+    "tiny_qwen2_5_vl",
+    "tiny_gemma3",
+    "tiny_internvl",
+    "tiny_idefics3",
+    "tiny_smolvlm",
+    "tiny_paligemma",
+    "tiny_mllama",
+)
+N_AUDITS = 5  # four failure modes and health; the six regression audits skip without a baseline
+
+
+def _builder(name: str) -> ModuleType:
+    return importlib.import_module(f"tests.families.{name}")
+
+
+@pytest.fixture(scope="session")
+def family_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoint directories, built on first use and kept for the session."""
+    return {}
+
+
+def _checkpoint(name: str, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if name not in checkpoints:
+        checkpoints[name] = _builder(name).build(tmp_path_factory.mktemp("families") / name)
+    return checkpoints[name]
+
+
+def _mixed_size_folder(root: Path) -> Path:
+    """A folder dataset whose images have different sizes and aspect ratios."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = [(40, 56), (64, 64), (48, 32), (56, 72)]
+    for label, colour in (("round", 0), ("ring", 1)):
+        folder = root / label
+        folder.mkdir(parents=True)
+        for index in range(10):
+            height, width = sizes[index % len(sizes)]
+            image = rng.integers(0, 80, size=(height, width, 3), dtype=np.uint8)
+            image[..., colour] += 150  # a colour cue, so the two classes differ
+            Image.fromarray(image).save(folder / f"{index}.png")
+    return root
+
+
+def _expected_stages(run: dict[str, object], n_layers: int, image_view: bool) -> None:
+    names = [record["stage"] for record in run["stages"]]  # type: ignore[index, union-attr]
+    assert "vision" in names and "connector" in names and "vision.0" in names
+    answer_layers = [name for name in names if name.startswith("llm.") and name.endswith("@answer")]
+    image_layers = [name for name in names if name.startswith("llm.") and "@" not in name]
+    assert len(answer_layers) == n_layers
+    assert len(image_layers) == (n_layers if image_view else 0)
+    assert run["has_image_view"] is image_view
+
+
+@pytest.mark.parametrize("module_name", FAMILY_MODULES)
+def test_each_family_is_audited_end_to_end_from_a_checkpoint_directory(
+    shipped_audits: pytest.Pytester,
+    module_name: str,
+    family_checkpoints: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    builder = _builder(module_name)
+    checkpoint = _checkpoint(module_name, family_checkpoints, tmp_path_factory)
+    datasets = ["--dataset=synthetic-lesions"]
+    if builder.MIXED_SIZES:
+        datasets.append(f"--dataset=folder:{_mixed_size_folder(shipped_audits.path / 'mixed')}")
+    result = shipped_audits.runpytest(
+        f"--model={checkpoint}",
+        *datasets,
+        "--max-samples=24",
+        "--batch-size=6",  # several images per batch: mixed sizes meet in one forward pass
+        "--medprobe-bootstrap=100",
+        f"--medprobe-cache={shipped_audits.path / 'cache'}",
+        "--medprobe-json=r.json",
+        "-p",
+        "no:cacheprovider",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == N_AUDITS * len(datasets)
+    runs = json.loads((shipped_audits.path / "r.json").read_text())["runs"]
+    assert len(runs) == len(datasets)
+    image_view = builder.MODEL_TYPE != "mllama"
+    for run in runs:
+        assert run["model"]["source"] == str(checkpoint)
+        _expected_stages(run, builder.N_DECODER_LAYERS, image_view)
+        assert run["answer"]["mode"] == "letter-logits"
+        assert all(0.0 <= record["score"] <= 1.0 for record in run["stages"])
+        assert {verdict["verdict"] for verdict in run["failure_modes"]} <= {"pass", "fail"}
+    if not image_view:
+        result.stdout.fnmatch_lines(["*no image view*"])
+
+
+def test_a_tiled_family_pools_each_image_over_its_own_tiles(
+    family_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Pooling by image, not by reshaping: an image's features do not depend on its batch-mates."""
+    from pytest_medprobe.extract import extract_split
+    from pytest_medprobe.models.loader import load_model
+    from pytest_medprobe.models.registry import resolve_model_source
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, size=size, dtype=np.uint8) for size in ((40, 56, 3), (64, 64, 3), (56, 40, 3))]
+    for name in ("tiny_qwen2_vl", "tiny_llava_next", "tiny_idefics3"):
+        checkpoint = _checkpoint(name, family_checkpoints, tmp_path_factory)
+        loaded = load_model(resolve_model_source(str(checkpoint), checkpoint.parent), device="cpu")
+        question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
+        together = extract_split(loaded, images, question, 2, batch_size=3, progress=False)
+        alone = [extract_split(loaded, [image], question, 2, batch_size=1, progress=False) for image in images]
+        for stage in ("vision.0", "vision", "connector"):
+            separate = np.concatenate([split.stages[stage] for split in alone])
+            np.testing.assert_allclose(
+                together.stages[stage], separate, rtol=1e-4, atol=1e-5, err_msg=f"{name} {stage}"
+            )
