@@ -13,8 +13,9 @@ Two classes: the binary logistic loss with one weight vector, as scikit-learn fi
 Features are standardized with fit-split statistics only, like ``StandardScaler``,
 constant columns included (their scale is 1, and their weights stay 0 under L2).
 
-The solver is L-BFGS (10 correction pairs, like scipy's) run in lockstep over the
-stages of equal width, stopped per stage by scipy's rules: the largest gradient entry
+The solver is L-BFGS (10 correction pairs, like scipy's) run in lockstep over a batch of
+stages of equal width (or of similar width, zero-padded: zero columns get zero weight),
+stopped per stage by scipy's rules: the largest gradient entry
 of the mean-loss objective at most ``tol`` (scikit-learn's default 1e-4), or a relative
 decrease of the objective below 64 machine epsilons. A stage still short of that after
 ``max_iter`` iterations is reported unconverged, as ``ConvergenceWarning`` reports it on
@@ -22,10 +23,11 @@ the scikit-learn path. Its line search is near-exact and costs no matrix product
 logits are affine in the step length, so one product per iteration gives them all.
 
 Features live in float32 (the two products per iteration read them; float32 halves that
-traffic); weights, logits, losses and the optimizer's state are float64, so the only
-float32 rounding is in the products, orders of magnitude below ``tol``. No randomness
-is involved: a fit starts from zero weights, and two runs on the same machine and
-thread count give identical predictions. torch is imported inside functions so that
+traffic); weights, logits, gradients, losses and the line search are float64 (the
+correction pairs, which only shape directions, are float32), so the float32 rounding
+stays orders of magnitude below ``tol``. No randomness is involved: a fit starts from
+zero weights, every product runs on one thread, and two runs on the same machine give
+identical predictions whatever the number of product threads. torch is imported inside functions so that
 importing this module stays cheap.
 """
 
