@@ -152,6 +152,18 @@ def _answer_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long() * positions).argmax(dim=1)
 
 
+def size_order(images: Sequence[np.ndarray]) -> np.ndarray:
+    """``[n]``: the images sorted by size (stable), so a batch holds images of similar size.
+
+    Families with dynamic resolution or tiles (Qwen-VL, LLaVA-NeXT, Idefics3, InternVL)
+    give bigger images more tokens, and a batch pads every prompt to its longest one;
+    batching similar sizes together keeps that padding small. Images of one size keep
+    their order, so a dataset of equal-size images is batched exactly as given.
+    """
+    sizes = np.array([int(np.shape(image)[0]) * int(np.shape(image)[1]) for image in images], dtype=np.int64)
+    return np.argsort(sizes, kind="stable")
+
+
 def prepare_inputs(loaded: LoadedModel, images: Sequence[np.ndarray], prompt: str) -> Any:
     """The processor's batch for ``images`` with one ``prompt`` each, on the model's device.
 
@@ -194,6 +206,8 @@ def extract_split(
     state = _BatchState()
     collected: dict[str, list[np.ndarray]] = {name: [] for name in stage_names}
     letter_logits: list[np.ndarray] = []
+    order = size_order(images)
+    images = [images[index] for index in order]
     starts = range(0, len(images), batch_size)
     with torch.inference_mode(), stage_hooks(loaded, state):
         for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
@@ -221,9 +235,10 @@ def extract_split(
                         "pass; the family adapter does not match this model's layout."
                     )
                 collected[name].append(state.pooled[name].cpu().numpy())
-    logits = np.concatenate(letter_logits).astype(np.float32)
+    restore = np.argsort(order, kind="stable")  # back to the caller's order
+    logits = np.concatenate(letter_logits).astype(np.float32)[restore]
     return SplitFeatures(
-        stages={name: np.concatenate(parts).astype(np.float32) for name, parts in collected.items()},
+        stages={name: np.concatenate(parts).astype(np.float32)[restore] for name, parts in collected.items()},
         answers=logits.argmax(axis=1).astype(np.int64),
         letter_logits=logits,
     )

@@ -101,3 +101,12 @@ def test_an_option_letter_missing_from_the_vocabulary_is_a_clear_error(tiny_llav
 
     with pytest.raises(DatasetError, match="2 to 26 options"):
         closed_question([f"class {i}" for i in range(27)], "dermatoscopy")
+
+
+def test_images_are_batched_by_size_and_equal_sizes_keep_their_order() -> None:
+    from pytest_medprobe.extract import size_order
+
+    images = [np.zeros(shape, dtype=np.uint8) for shape in ((64, 64, 3), (32, 48, 3), (64, 64, 3), (16, 16, 3))]
+    assert size_order(images).tolist() == [3, 1, 0, 2]
+    same = [np.zeros((8, 8, 3), dtype=np.uint8)] * 5
+    assert size_order(same).tolist() == [0, 1, 2, 3, 4]
