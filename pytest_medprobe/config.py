@@ -9,6 +9,7 @@ naming the setting, the value and what is allowed. The result is frozen in
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from pytest_medprobe.errors import MedprobeUsageError
 DEFAULT_MODEL = "medprobe-tiny"
 DEFAULT_DATASET = "synthetic-lesions"
 DEFAULT_CACHE_DIR = ".medprobe-cache"
+# The official MedMNIST files (Zenodo record 10519652); the MD5s are in data/medmnist_files.py.
+MEDMNIST_OFFICIAL_URL = "https://zenodo.org/records/10519652/files"
+MEDMNIST_URL_ENV = "MEDPROBE_MEDMNIST_URL"  # a mirror for every run of a machine or CI job
 
 Decision = Literal["point", "confident-fail", "confident-pass"]
 DECISIONS: tuple[Decision, ...] = ("point", "confident-fail", "confident-pass")
@@ -63,6 +67,13 @@ DATASET = _setting(
     repeatable=True,
 )
 DATA_ROOT = _setting("data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None)
+MEDMNIST_URL = _setting(
+    "medmnist_url",
+    "--medprobe-medmnist-url",
+    "where a missing MedMNIST file is downloaded from (the official Zenodo record, or a mirror "
+    f"serving the same file names); 'off' never downloads; env {MEDMNIST_URL_ENV} sets it too",
+    MEDMNIST_OFFICIAL_URL,
+)
 DEVICE = _setting(
     "device",
     "--device",
@@ -205,6 +216,7 @@ SETTINGS: tuple[Setting, ...] = (
     MODEL,
     DATASET,
     DATA_ROOT,
+    MEDMNIST_URL,
     DEVICE,
     DTYPE,
     BATCH_SIZE,
@@ -290,6 +302,7 @@ class MedprobeSettings:
     probe_backend: str = "torch"
     answer_mode: str = "letter-logits"
     max_new_tokens: int = 512
+    medmnist_url: str | None = MEDMNIST_OFFICIAL_URL  # None: never download
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -382,6 +395,18 @@ def _parse_label(raw: object) -> str | None:
     return label
 
 
+def _parse_medmnist_url(raw: object, environ: Mapping[str, str]) -> str | None:
+    """The download base URL: command line, else ini, else the environment, else the official record."""
+    value = str(raw).strip()
+    if raw == MEDMNIST_URL.default and environ.get(MEDMNIST_URL_ENV, "").strip():
+        value = environ[MEDMNIST_URL_ENV].strip()
+    if value.lower() in ("off", "none", ""):
+        return None
+    if not value.startswith(("http://", "https://", "file://")):
+        raise _usage(MEDMNIST_URL, raw, f"an http(s):// or file:// URL, or 'off' (env {MEDMNIST_URL_ENV} too)")
+    return value.rstrip("/")
+
+
 def _check_consistent(thresholds: Thresholds) -> None:
     """Refuse thresholds that contradict each other, naming both settings."""
     # Audit 3 bounds the whole decoder's loss by max_llm_loss; allowing one layer to
@@ -406,11 +431,17 @@ def pick(setting: Setting, cli: Mapping[str, object], ini: Mapping[str, object])
     return setting.default
 
 
-def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootdir: Path) -> MedprobeSettings:
+def resolve_settings(
+    cli: Mapping[str, object],
+    ini: Mapping[str, object],
+    rootdir: Path,
+    environ: Mapping[str, str] | None = None,
+) -> MedprobeSettings:
     """Resolve every setting (CLI > ini > default) and check it.
 
     ``cli`` maps ``Setting.dest`` to the parsed command-line value (None when absent);
-    ``ini`` maps ``Setting.ini`` to the ini value (None or empty when absent).
+    ``ini`` maps ``Setting.ini`` to the ini value (None or empty when absent); ``environ``
+    (default ``os.environ``) is read for the settings that have an environment variable.
     """
     get: Callable[[Setting], object] = lambda setting: pick(setting, cli, ini)  # noqa: E731
 
@@ -458,4 +489,5 @@ def resolve_settings(cli: Mapping[str, object], ini: Mapping[str, object], rootd
         tolerance=_parse_fraction(TOLERANCE, get(TOLERANCE)),
         answer_mode=_parse_choice(ANSWER_MODE, get(ANSWER_MODE), ANSWER_MODES),
         max_new_tokens=_parse_int(MAX_NEW_TOKENS, get(MAX_NEW_TOKENS), 1),
+        medmnist_url=_parse_medmnist_url(get(MEDMNIST_URL), os.environ if environ is None else environ),
     )

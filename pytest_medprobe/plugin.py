@@ -106,7 +106,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
             "given; run them separately, each with its label."
         )
     for dataset in settings.datasets:
-        check_dataset_spec(dataset, settings.data_root)
+        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url)
     return settings
 
 

@@ -311,4 +311,4 @@ def check_sources(settings: MedprobeSettings) -> None:
     for model in settings.models:
         check_model_spec(model, settings.trust_remote_code)
     for dataset in settings.datasets:
-        check_dataset_spec(dataset, settings.data_root)
+        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.stand_in_server import StandIn, fake_breastmnist, serving
+
 # Nothing may reach the hub: every model is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Nor anything else: a missing MedMNIST file is not downloaded unless a test serves it itself.
+os.environ.setdefault("MEDPROBE_MEDMNIST_URL", "off")
 
 
 def _import_heavy_modules_once() -> None:
@@ -60,3 +65,10 @@ def tiny_llava(tiny_llava_dir: Path):  # type: ignore[no-untyped-def]
     from pytest_medprobe.models.registry import resolve_model_source
 
     return load_model(resolve_model_source(str(tiny_llava_dir), tiny_llava_dir.parent))
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    """A file server on 127.0.0.1 serving a small fake ``breastmnist.npz``; stopped after the test."""
+    with serving({"breastmnist.npz": fake_breastmnist()}) as state:
+        yield state

@@ -1,7 +1,8 @@
 """The labelled image sets pytest-medprobe audits on, by the name a user gives.
 
 Three forms: ``synthetic-lesions`` (embedded, generated), ``medmnist:<flag>[_<size>]``
-(a MedMNIST file on disk) and ``folder:<dir>`` (one sub-folder per class). This module
+(a MedMNIST file on disk) and ``folder:<dir>`` (one sub-folder per class; PNG, JPEG, TIFF,
+BMP or DICOM files, decoded by ``data.images``). This module
 parses a spec and hands it to its reader; ``check_dataset_spec`` validates it up front
 without loading images, so a typo stops the run before any model is loaded.
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 from pytest_medprobe.data import folder, medmnist, synthetic
 from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
+from pytest_medprobe.data.images import check_decodable
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
 __all__ = ["KNOWN_DATASETS", "ProbeDataset", "check_dataset_spec", "dataset_short_name", "load_dataset"]
@@ -30,16 +32,23 @@ def _unknown(spec: str) -> MedprobeUsageError:
     return MedprobeUsageError(f"dataset {spec!r}: unknown dataset; known forms: {'; '.join(KNOWN_DATASETS)}.")
 
 
-def check_dataset_spec(spec: str, data_root: Path | None) -> None:
-    """Refuse an unusable spec with a ``MedprobeUsageError`` saying what is wrong and how to fix it."""
+def check_dataset_spec(spec: str, data_root: Path | None, *, medmnist_url: str | None = None) -> None:
+    """Refuse an unusable spec with a ``MedprobeUsageError`` saying what is wrong and how to fix it.
+
+    A missing MedMNIST file is downloaded from ``medmnist_url`` first (None: never).
+    """
     if spec == synthetic.NAME:
         return
     if spec.startswith(medmnist.PREFIX):
-        medmnist.check_spec(spec, data_root)
+        medmnist.check_spec(spec, data_root, medmnist_url)
     elif spec.startswith(folder.PREFIX):
         try:
-            folder.scan_folder(spec)
+            layout = folder.scan_folder(spec)
         except DatasetError as exc:  # a folder the user named: a usage problem, found before the run
+            raise MedprobeUsageError(f"dataset {spec!r}: {exc}") from None
+        try:
+            check_decodable(layout.fit_files + (layout.test_files or ()))
+        except MedprobeUsageError as exc:
             raise MedprobeUsageError(f"dataset {spec!r}: {exc}") from None
     else:
         raise _unknown(spec)

@@ -44,6 +44,9 @@ class ProbeDataset:
     test_labels: np.ndarray
     source: str
     fingerprint: str
+    # What a reader did that the user should know about, said once in the report (e.g. the
+    # middle frame taken from multi-frame DICOM files).
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for split, images, labels in (

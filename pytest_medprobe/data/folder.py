@@ -19,12 +19,13 @@ from pytest_medprobe.data.base import (
     compute_fingerprint,
     stratified_cap,
     stratified_split,
-    to_rgb_uint8,
 )
+from pytest_medprobe.data.images import IMAGE_SUFFIXES, is_image_file, read_image, read_images
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
+__all__ = ["PREFIX", "FolderLayout", "folder_path", "load_folder", "read_image", "scan_folder"]
+
 PREFIX = "folder:"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TEST_FRACTION = 0.3
 DEFAULT_MODALITY = "medical"
 MODALITY_FILE = "modality.txt"
@@ -67,14 +68,11 @@ def _class_files(directory: Path) -> tuple[tuple[str, ...], list[Path], np.ndarr
     files: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(classes):
-        images = sorted(
-            entry for entry in folder.iterdir()
-            if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
-        )  # fmt: skip
+        images = sorted(entry for entry in folder.iterdir() if is_image_file(entry))
         if not images:
             raise DatasetError(
-                f"{folder}: class folder holds no images (looked for {', '.join(IMAGE_SUFFIXES)}). "
-                "Add images to it or remove the folder."
+                f"{folder}: class folder holds no images (looked for {', '.join(IMAGE_SUFFIXES)} and "
+                "DICOM files without a suffix). Add images to it or remove the folder."
             )
         files += images
         labels += [label] * len(images)
@@ -101,32 +99,6 @@ def scan_folder(spec: str) -> FolderLayout:
         return FolderLayout(root, classes, tuple(fit_files), fit_labels, tuple(test_files), test_labels)
     classes, files, labels = _class_files(root)
     return FolderLayout(root, classes, tuple(files), labels, None, None)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """One image file as ``[H, W, 3]`` uint8; 16-bit, palette, alpha and CMYK are converted."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so a truncated file fails here with its name
-            if image.mode in ("1", "L", "RGB", "RGBA", "F") or image.mode.startswith("I;16"):
-                array = np.asarray(image)
-            elif image.mode == "I":  # 16-bit PNG/TIFF on some Pillow versions: int32 values
-                array = np.asarray(image)
-                if array.size and (array.min() < 0 or array.max() > 65535):
-                    raise DatasetError(
-                        f"{path}: 32-bit integer image with values {array.min()}..{array.max()} outside the "
-                        "16-bit range; save it as 8- or 16-bit."
-                    )
-                array = array.astype(np.uint16)
-            else:  # palette, LA, CMYK, YCbCr, ...: let PIL map them to RGB(A)
-                array = np.asarray(image.convert("RGBA" if "A" in image.mode or image.mode == "P" else "RGB"))
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: cannot read the image ({exc}). Replace or remove the file.") from None
-    if array.dtype.byteorder == ">":  # "I;16B": big-endian words
-        array = array.astype(array.dtype.newbyteorder("="))
-    return to_rgb_uint8(array, str(path))
 
 
 def _modality(root: Path) -> str:
@@ -160,6 +132,7 @@ def load_folder(spec: str, max_samples: int | None, seed: int) -> ProbeDataset:
     fit_keep = stratified_cap(fit_labels, max_samples, seed)
     test_keep = stratified_cap(test_labels, max_samples, seed)
     modality = _modality(layout.root)
+    images, notes = read_images([fit_files[row] for row in fit_keep] + [test_files[row] for row in test_keep])
     identity = {
         "dataset": "folder",
         "root": str(root),
@@ -175,10 +148,11 @@ def load_folder(spec: str, max_samples: int | None, seed: int) -> ProbeDataset:
         name=spec,
         class_names=layout.class_names,
         modality=modality,
-        fit_images=[read_image(fit_files[row]) for row in fit_keep],
+        fit_images=images[: len(fit_keep)],
         fit_labels=fit_labels[fit_keep],
-        test_images=[read_image(test_files[row]) for row in test_keep],
+        test_images=images[len(fit_keep) :],
         test_labels=test_labels[test_keep],
         source=str(root),
         fingerprint=compute_fingerprint(identity, fit_keep, test_keep),
+        notes=notes,
     )

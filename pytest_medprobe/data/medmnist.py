@@ -1,10 +1,11 @@
-"""``medmnist:<flag>[_<size>]``: MedMNIST ``.npz`` files the user already has on disk.
+"""``medmnist:<flag>[_<size>]``: MedMNIST ``.npz`` files, on disk or downloaded when missing.
 
 Owns the table of the 2D flags (official class names, ordered by label index, and the
 modality word for the prompt), the parsing of the spec, the up-front check that the file is
-there, and the reading of a file: train -> fit split, test -> test split (val unused, as in
-metrics.md §2). The project never downloads anything. Files are opened with
-``allow_pickle=False``: an ``.npz`` is data, never code.
+there (fetching a missing one from the official record or a mirror, checked against the
+published MD5 of ``medmnist_files``), and the reading of a file: train -> fit split, test ->
+test split (val unused, as in metrics.md §2). Files are opened with ``allow_pickle=False``:
+an ``.npz`` is data, never code.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_medprobe.config import DATA_ROOT
+from pytest_medprobe.config import DATA_ROOT, MEDMNIST_URL
 from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.files import file_sha256
@@ -115,20 +116,43 @@ def file_path(parsed: MedmnistSpec, data_root: Path | None) -> Path:
     return (data_root if data_root is not None else DEFAULT_ROOT).expanduser() / parsed.file_name
 
 
-def check_spec(spec: str, data_root: Path | None) -> None:
-    """Cheap up-front check: a known flag and size, and the file where we will look for it."""
+def check_spec(spec: str, data_root: Path | None, download_from: str | None = None, progress: bool = True) -> None:
+    """Up-front check: a known flag and size, and the file where we will look for it.
+
+    A missing file is downloaded from ``download_from`` (a base URL; None: never) into that
+    place; when the server cannot be reached, the message says how to fetch it by hand.
+    """
     parsed = parse_spec(spec)
     path = file_path(parsed, data_root)
-    if not path.is_file():
-        flag = FLAGS[parsed.flag]
-        root = path.parent
-        raise MedprobeUsageError(
-            f"dataset {spec!r}: no MedMNIST file at {path} (expected file name: {parsed.file_name}). "
-            f"Point {DATA_ROOT.flag} at the folder that holds {parsed.file_name}, or download it there: "
-            f'pip install medmnist && python -c "import medmnist; medmnist.{flag.python_class}('
-            f"split='test', download=True, size={parsed.size}, root='{root}')\" "
-            f"(or fetch {parsed.file_name} from {ZENODO})."
-        )
+    if path.is_file():
+        return
+    tried = ""
+    if download_from is not None:
+        from pytest_medprobe.data.download import Unreachable, download
+        from pytest_medprobe.data.medmnist_files import MD5
+
+        url = f"{download_from}/{parsed.file_name}"
+        try:
+            download(url, path, MD5[parsed.flag][parsed.size], progress=progress)
+            return
+        except Unreachable as exc:
+            tried = f" Downloading it failed: {exc}; {MEDMNIST_URL.flag}=<mirror> fetches from a mirror."
+        except DatasetError as exc:
+            raise MedprobeUsageError(f"dataset {spec!r}: downloading {parsed.file_name} failed: {exc}") from None
+        except OSError as exc:  # the data folder cannot be written (read-only, full, not ours)
+            raise MedprobeUsageError(
+                f"dataset {spec!r}: cannot download {parsed.file_name} into {path.parent} ({exc}). Point "
+                f"{DATA_ROOT.flag} at a writable folder, or put the file there by hand (from {url})."
+            ) from None
+    flag = FLAGS[parsed.flag]
+    root = path.parent
+    raise MedprobeUsageError(
+        f"dataset {spec!r}: no MedMNIST file at {path} (expected file name: {parsed.file_name}).{tried} "
+        f"Point {DATA_ROOT.flag} at the folder that holds {parsed.file_name}, or download it there: "
+        f'pip install medmnist && python -c "import medmnist; medmnist.{flag.python_class}('
+        f"split='test', download=True, size={parsed.size}, root='{root}')\" "
+        f"(or fetch {parsed.file_name} from {ZENODO})."
+    )
 
 
 def _labels(archive: np.lib.npyio.NpzFile, key: str, path: Path, flag: str) -> np.ndarray:

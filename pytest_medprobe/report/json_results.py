@@ -62,6 +62,7 @@ def run_record(
             "n_fit": dataset.n_fit,
             "n_test": dataset.n_test,
             "fingerprint": dataset.fingerprint,
+            "notes": list(dataset.notes),
         },
         "stages": curve.to_records(),
         "has_image_view": curve.has_image_view,

@@ -34,6 +34,8 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     for model in dict.fromkeys(r["model"]["name"] for r in records if not r["has_image_view"]):
         lines.append(f"{model}: {NO_IMAGE_VIEW}")
+    notes = {(r["dataset"]["name"], note): None for r in records for note in r["dataset"].get("notes", ())}
+    lines += [f"{dataset}: {note}" for dataset, note in notes]  # once per dataset, not per model
     return lines
 
 
