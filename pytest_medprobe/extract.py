@@ -68,9 +68,22 @@ def _first_tensor(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
 
 
+# Keyword names under which transformers passes a module its main input (Gemma 4 calls
+# its vision embedder with ``inputs_embeds=``).
+_HIDDEN_STATES_KEYWORDS = ("hidden_states", "inputs_embeds", "image_features")
+
+
 def _hidden_states_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor:
     """The hidden states a module was called with, positionally or by keyword."""
-    return args[0] if args else kwargs["hidden_states"]  # type: ignore[no-any-return]
+    if args:
+        return args[0]  # type: ignore[no-any-return]
+    for name in _HIDDEN_STATES_KEYWORDS:
+        if name in kwargs:
+            return kwargs[name]  # type: ignore[no-any-return]
+    raise ExtractionError(
+        f"a hooked module was called with keywords {sorted(kwargs)} and none of "
+        f"{', '.join(_HIDDEN_STATES_KEYWORDS)}; the family adapter does not match this model's layout."
+    )
 
 
 def _mean_at(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

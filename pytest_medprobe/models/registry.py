@@ -17,12 +17,17 @@ from pathlib import Path
 
 from pytest_medprobe.config import TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
+from pytest_medprobe.models.aya_vision import AyaVisionAdapter
 from pytest_medprobe.models.base import FamilyAdapter, ModelSource
 from pytest_medprobe.models.catalogue import CATALOGUE, CATALOGUE_BY_NAME, CUSTOM_CODE_MODEL_TYPES, CatalogueEntry
 from pytest_medprobe.models.gemma3 import Gemma3Adapter
+from pytest_medprobe.models.gemma4 import Gemma4Adapter
 from pytest_medprobe.models.idefics3 import Idefics3Adapter
 from pytest_medprobe.models.internvl import InternVLAdapter
+from pytest_medprobe.models.lfm2_vl import Lfm2VlAdapter
 from pytest_medprobe.models.llava import LlavaAdapter, LlavaNextAdapter
+from pytest_medprobe.models.llava_onevision import LlavaOnevisionAdapter
+from pytest_medprobe.models.mistral3 import Mistral3Adapter
 from pytest_medprobe.models.mllama import MllamaAdapter
 from pytest_medprobe.models.paligemma import PaliGemmaAdapter
 from pytest_medprobe.models.qwen_vl import QwenVLAdapter
@@ -36,6 +41,11 @@ FAMILY_ADAPTERS: tuple[type[FamilyAdapter], ...] = (
     Idefics3Adapter,
     PaliGemmaAdapter,
     MllamaAdapter,
+    LlavaOnevisionAdapter,
+    Mistral3Adapter,
+    Lfm2VlAdapter,
+    AyaVisionAdapter,
+    Gemma4Adapter,
 )
 # config.json model_type -> adapter
 ADAPTERS: dict[str, type[FamilyAdapter]] = {

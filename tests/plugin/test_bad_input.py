@@ -95,7 +95,10 @@ def test_an_unsupported_model_type_is_a_usage_error_listing_the_supported_types(
     (checkpoint / "config.json").write_text('{"model_type": "qwen3_omni"}')
     text = _flat(_usage_error(pytester, f"--model={checkpoint}"))
     assert "model_type 'qwen3_omni' (in " in text and "is not supported" in text
-    assert "Supported model types: gemma3, idefics3, internvl, llava, llava_next, mllama, paligemma, qwen2_5_vl" in text
+    assert (
+        "Supported model types: aya_vision, gemma3, gemma4, idefics3, internvl, lfm2_vl, llava, llava_next, "
+        "llava_onevision, mistral3, mllama, paligemma, qwen2_5_vl" in text
+    )
 
 
 def test_a_checkpoint_without_weight_files_errors_every_audit_naming_the_directory(

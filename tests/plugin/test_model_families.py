@@ -28,6 +28,11 @@ FAMILY_MODULES = (
     "tiny_smolvlm",
     "tiny_paligemma",
     "tiny_mllama",
+    "tiny_llava_onevision",
+    "tiny_mistral3",
+    "tiny_lfm2_vl",
+    "tiny_aya_vision",
+    "tiny_gemma4",
 )
 N_AUDITS = 5  # four failure modes and health; the six regression audits skip without a baseline
 
@@ -114,8 +119,24 @@ def test_each_family_is_audited_end_to_end_from_a_checkpoint_directory(
         result.stdout.fnmatch_lines(["*no image view*"])
 
 
+# Families whose vision rows are not one per image: tiles (llava_next, llava_onevision,
+# idefics3, aya_vision, lfm2_vl), packed patches (qwen2_vl, mistral3), padded patch rows
+# and pooled soft tokens (lfm2_vl, gemma4).
+ROW_MAPPED_FAMILIES = (
+    "tiny_qwen2_vl",
+    "tiny_llava_next",
+    "tiny_idefics3",
+    "tiny_llava_onevision",
+    "tiny_mistral3",
+    "tiny_lfm2_vl",
+    "tiny_aya_vision",
+    "tiny_gemma4",
+)
+
+
+@pytest.mark.parametrize("module_name", ROW_MAPPED_FAMILIES)
 def test_a_tiled_family_pools_each_image_over_its_own_tiles(
-    family_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    module_name: str, family_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Pooling by image, not by reshaping: an image's features do not depend on its batch-mates."""
     from pytest_medprobe.extract import extract_split
@@ -124,14 +145,78 @@ def test_a_tiled_family_pools_each_image_over_its_own_tiles(
 
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 255, size=size, dtype=np.uint8) for size in ((40, 56, 3), (64, 64, 3), (56, 40, 3))]
-    for name in ("tiny_qwen2_vl", "tiny_llava_next", "tiny_idefics3"):
-        checkpoint = _checkpoint(name, family_checkpoints, tmp_path_factory)
-        loaded = load_model(resolve_model_source(str(checkpoint), checkpoint.parent), device="cpu")
-        question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
-        together = extract_split(loaded, images, question, 2, batch_size=3, progress=False)
-        alone = [extract_split(loaded, [image], question, 2, batch_size=1, progress=False) for image in images]
-        for stage in ("vision.0", "vision", "connector"):
-            separate = np.concatenate([split.stages[stage] for split in alone])
-            np.testing.assert_allclose(
-                together.stages[stage], separate, rtol=1e-4, atol=1e-5, err_msg=f"{name} {stage}"
-            )
+    checkpoint = _checkpoint(module_name, family_checkpoints, tmp_path_factory)
+    loaded = load_model(resolve_model_source(str(checkpoint), checkpoint.parent), device="cpu")
+    question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
+    together = extract_split(loaded, images, question, 2, batch_size=3, progress=False)
+    alone = [extract_split(loaded, [image], question, 2, batch_size=1, progress=False) for image in images]
+    for stage in ("vision.0", "vision", "connector"):
+        separate = np.concatenate([split.stages[stage] for split in alone])
+        np.testing.assert_allclose(
+            together.stages[stage], separate, rtol=1e-4, atol=1e-5, err_msg=f"{module_name} {stage}"
+        )
+
+
+def _real_patch_reference(loaded: object, image: np.ndarray, prompt: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """For one image alone: the mean over its real patches of the last vision block, of the tower's output,
+    and whether its rows had filler patches.
+
+    Computed straight from the vision tower's own outputs and the processor's padding
+    mask, independently of the adapter's row mapping and pooling.
+    """
+    import torch
+
+    from pytest_medprobe.extract import prepare_inputs
+
+    inputs = prepare_inputs(loaded, [image], prompt)  # type: ignore[arg-type]
+    tower = loaded.model.model.vision_tower  # type: ignore[attr-defined]
+    block_outputs: list[torch.Tensor] = []
+    last_block = tower.encoder.layers[-1]
+    handle = last_block.register_forward_hook(
+        lambda module, args, output: block_outputs.append(output[0] if isinstance(output, tuple) else output)
+    )
+    try:
+        with torch.inference_mode():
+            if "pixel_attention_mask" in inputs:  # LFM2-VL: SigLIP2 NaFlex rows (views)
+                real = inputs["pixel_attention_mask"].bool()
+                output = tower(
+                    pixel_values=inputs["pixel_values"],
+                    spatial_shapes=inputs["spatial_shapes"],
+                    pixel_attention_mask=inputs["pixel_attention_mask"],
+                )
+                handed_over = output.last_hidden_state[real]  # [real patches, d]
+            else:  # Gemma 4: padded flat patches, pooled into soft tokens
+                real = (inputs["image_position_ids"] != -1).all(dim=-1)
+                output = tower(pixel_values=inputs["pixel_values"], pixel_position_ids=inputs["image_position_ids"])
+                handed_over = output.last_hidden_state  # [soft tokens, d], filler already dropped
+    finally:
+        handle.remove()
+    last_block_real = block_outputs[-1][real]  # [real patches, d]
+    return last_block_real.float().mean(dim=0).numpy(), handed_over.float().mean(dim=0).numpy(), bool((~real).any())
+
+
+@pytest.mark.parametrize("module_name", ["tiny_lfm2_vl", "tiny_gemma4"])
+def test_padded_vision_rows_are_pooled_over_real_patches_only(
+    module_name: str, family_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Filler patches (padding to the longest row) never enter a pooled vision feature."""
+    from pytest_medprobe.extract import extract_split
+    from pytest_medprobe.models.loader import load_model
+    from pytest_medprobe.models.registry import resolve_model_source
+    from pytest_medprobe.prompts import chat_prompt
+
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, size=size, dtype=np.uint8) for size in ((40, 56, 3), (64, 64, 3), (48, 32, 3))]
+    checkpoint = _checkpoint(module_name, family_checkpoints, tmp_path_factory)
+    loaded = load_model(resolve_model_source(str(checkpoint), checkpoint.parent), device="cpu")
+    question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
+    split = extract_split(loaded, images, question, 2, batch_size=3, progress=False)
+    last_block = f"vision.{loaded.n_vision_blocks - 1}"
+    prompt = chat_prompt(loaded.processor, question)
+    filler_seen = False
+    for index, image in enumerate(images):
+        block_mean, handed_over_mean, had_filler = _real_patch_reference(loaded, image, prompt)
+        filler_seen |= had_filler
+        np.testing.assert_allclose(split.stages[last_block][index], block_mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(split.stages["vision"][index], handed_over_mean, rtol=1e-4, atol=1e-5)
+    assert filler_seen, "some image should be padded with filler patches, or this test checks nothing"
