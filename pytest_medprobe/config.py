@@ -60,11 +60,23 @@ MODEL = _setting(
 DATASET = _setting(
     "dataset",
     "--dataset",
-    "labelled image set: synthetic-lesions, medmnist:<flag>[_<size>], folder:<dir> "
+    "labelled image set: synthetic-lesions, medmnist:<flag>[_<size>], folder:<dir>, hf:<name or dir>[:<config>] "
     f"(repeatable); default: {DEFAULT_DATASET}",
     (DEFAULT_DATASET,),
     ini_type="linelist",
     repeatable=True,
+)
+IMAGE_COLUMN = _setting(
+    "image_column",
+    "--medprobe-image-column",
+    "the column holding the images or image paths (hf: and table datasets); default: detected",
+    None,
+)
+LABEL_COLUMN = _setting(
+    "label_column",
+    "--medprobe-label-column",
+    "the column holding the class labels (hf: and table datasets); default: detected",
+    None,
 )
 DATA_ROOT = _setting("data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None)
 MEDMNIST_URL = _setting(
@@ -215,6 +227,8 @@ MIN_HEALTH = _setting("min_health", "--min-health", "the health audit fails belo
 SETTINGS: tuple[Setting, ...] = (
     MODEL,
     DATASET,
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
     DATA_ROOT,
     MEDMNIST_URL,
     DEVICE,
@@ -303,6 +317,8 @@ class MedprobeSettings:
     answer_mode: str = "letter-logits"
     max_new_tokens: int = 512
     medmnist_url: str | None = MEDMNIST_OFFICIAL_URL  # None: never download
+    image_column: str | None = None
+    label_column: str | None = None
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -373,6 +389,13 @@ def _parse_names(setting: Setting, raw: object) -> tuple[str, ...]:
     if not names:
         raise _usage(setting, raw, "at least one name")
     return tuple(dict.fromkeys(names))  # repeated values audit once
+
+
+def _parse_column(raw: object) -> str | None:
+    # Column names are kept as written (spaces inside included); only blank means "detect".
+    if raw is None or str(raw).strip() == "":
+        return None
+    return str(raw).strip()
 
 
 def _parse_bool(setting: Setting, raw: object) -> bool:
@@ -489,5 +512,7 @@ def resolve_settings(
         tolerance=_parse_fraction(TOLERANCE, get(TOLERANCE)),
         answer_mode=_parse_choice(ANSWER_MODE, get(ANSWER_MODE), ANSWER_MODES),
         max_new_tokens=_parse_int(MAX_NEW_TOKENS, get(MAX_NEW_TOKENS), 1),
+        image_column=_parse_column(get(IMAGE_COLUMN)),
+        label_column=_parse_column(get(LABEL_COLUMN)),
         medmnist_url=_parse_medmnist_url(get(MEDMNIST_URL), os.environ if environ is None else environ),
     )

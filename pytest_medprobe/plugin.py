@@ -95,7 +95,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     cli = {setting.dest: config.getoption(setting.dest) for setting in SETTINGS}
     ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
     settings = resolve_settings(cli, ini, config.rootpath)
-    from pytest_medprobe.data import check_dataset_spec
+    from pytest_medprobe.data import check_dataset_spec, dataset_options
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
@@ -106,7 +106,9 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
             "given; run them separately, each with its label."
         )
     for dataset in settings.datasets:
-        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url)
+        check_dataset_spec(
+            dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=dataset_options(settings)
+        )
     return settings
 
 

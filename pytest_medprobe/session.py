@@ -121,13 +121,14 @@ class AuditSession:
 
     def dataset(self, dataset: str) -> ProbeDataset:
         if dataset not in self._datasets:
-            from pytest_medprobe.data import load_dataset
+            from pytest_medprobe.data import dataset_options, load_dataset
 
             self._datasets[dataset] = load_dataset(
                 dataset,
                 data_root=self.settings.data_root,
                 max_samples=self.settings.max_samples,
                 seed=self.settings.seed,
+                options=dataset_options(self.settings),
             )
         return self._datasets[dataset]
 
@@ -305,10 +306,12 @@ def share_cpu_threads(processes: int, environ: MutableMapping[str, str] = os.env
 
 def check_sources(settings: MedprobeSettings) -> None:
     """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``)."""
-    from pytest_medprobe.data import check_dataset_spec
+    from pytest_medprobe.data import check_dataset_spec, dataset_options
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
         check_model_spec(model, settings.trust_remote_code)
     for dataset in settings.datasets:
-        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url)
+        check_dataset_spec(
+            dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=dataset_options(settings)
+        )

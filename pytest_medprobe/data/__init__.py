@@ -1,43 +1,76 @@
 """The labelled image sets pytest-medprobe audits on, by the name a user gives.
 
-Three forms: ``synthetic-lesions`` (embedded, generated), ``medmnist:<flag>[_<size>]``
-(a MedMNIST file on disk) and ``folder:<dir>`` (one sub-folder per class; PNG, JPEG, TIFF,
-BMP or DICOM files, decoded by ``data.images``). This module
-parses a spec and hands it to its reader; ``check_dataset_spec`` validates it up front
-without loading images, so a typo stops the run before any model is loaded.
+Four forms: ``synthetic-lesions`` (embedded, generated), ``medmnist:<flag>[_<size>]``
+(a MedMNIST file on disk, downloaded when missing), ``folder:<dir>`` (one sub-folder per
+class; PNG, JPEG, TIFF, BMP or DICOM files, decoded by ``data.images``) and
+``hf:<name or dir>[:<config>]`` (a Hugging Face dataset). This module parses a spec and
+hands it to its reader; ``check_dataset_spec`` validates it up front without decoding
+images, so a typo stops the run before any model is loaded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_medprobe.data import folder, medmnist, synthetic
-from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
+from pytest_medprobe.data import folder, hf, medmnist, synthetic
+from pytest_medprobe.data.base import (
+    DatasetOptions,
+    ProbeDataset,
+    as_image_sequence,
+    compute_fingerprint,
+    stratified_cap,
+)
 from pytest_medprobe.data.images import check_decodable
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
-__all__ = ["KNOWN_DATASETS", "ProbeDataset", "check_dataset_spec", "dataset_short_name", "load_dataset"]
+if TYPE_CHECKING:
+    from pytest_medprobe.config import MedprobeSettings
+
+__all__ = [
+    "KNOWN_DATASETS",
+    "DatasetOptions",
+    "ProbeDataset",
+    "check_dataset_spec",
+    "dataset_options",
+    "dataset_short_name",
+    "load_dataset",
+]
 
 KNOWN_DATASETS: tuple[str, ...] = (
     synthetic.NAME,
     f"{medmnist.PREFIX}<flag>[_<size>] with flag one of {', '.join(medmnist.MULTI_CLASS_FLAGS)} "
     f"and size one of 64, 128, 224 (no suffix: 28)",
     f"{folder.PREFIX}<dir>",
+    f"{hf.PREFIX}<hub name or local dir>[:<config>]",
 )
+
+
+def dataset_options(settings: MedprobeSettings) -> DatasetOptions:
+    """What the settings say about datasets' columns."""
+    return DatasetOptions(image_column=settings.image_column, label_column=settings.label_column)
 
 
 def _unknown(spec: str) -> MedprobeUsageError:
     return MedprobeUsageError(f"dataset {spec!r}: unknown dataset; known forms: {'; '.join(KNOWN_DATASETS)}.")
 
 
-def check_dataset_spec(spec: str, data_root: Path | None, *, medmnist_url: str | None = None) -> None:
+def check_dataset_spec(
+    spec: str, data_root: Path | None, *, medmnist_url: str | None = None, options: DatasetOptions | None = None
+) -> None:
     """Refuse an unusable spec with a ``MedprobeUsageError`` saying what is wrong and how to fix it.
 
     A missing MedMNIST file is downloaded from ``medmnist_url`` first (None: never).
     """
     if spec == synthetic.NAME:
+        return
+    if spec.startswith(hf.PREFIX):
+        try:
+            hf.check_spec(spec, options or DatasetOptions())
+        except DatasetError as exc:
+            raise MedprobeUsageError(f"dataset {spec!r}: {exc}") from None
         return
     if spec.startswith(medmnist.PREFIX):
         medmnist.check_spec(spec, data_root, medmnist_url)
@@ -54,8 +87,17 @@ def check_dataset_spec(spec: str, data_root: Path | None, *, medmnist_url: str |
         raise _unknown(spec)
 
 
-def load_dataset(spec: str, *, data_root: Path | None, max_samples: int | None, seed: int) -> ProbeDataset:
+def load_dataset(
+    spec: str,
+    *,
+    data_root: Path | None,
+    max_samples: int | None,
+    seed: int,
+    options: DatasetOptions | None = None,
+) -> ProbeDataset:
     """The dataset of ``spec``, each split capped to ``max_samples`` (stratified, seed-fixed)."""
+    if spec.startswith(hf.PREFIX):
+        return hf.load_hf(spec, options or DatasetOptions(), max_samples, seed)
     if spec.startswith(medmnist.PREFIX):
         return medmnist.load_medmnist(spec, data_root, max_samples, seed)
     if spec.startswith(folder.PREFIX):
@@ -85,4 +127,6 @@ def dataset_short_name(spec: str) -> str:
     if spec.startswith(folder.PREFIX):
         path = folder.folder_path(spec)
         return path.name or path.resolve().name
+    if spec.startswith(hf.PREFIX):
+        return hf.parse_spec(spec).short_name
     return spec

@@ -73,6 +73,17 @@ class ProbeDataset:
         return len(self.test_labels)
 
 
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What the user said about a dataset's columns (Hugging Face and table datasets).
+
+    ``None`` means "detect it".
+    """
+
+    image_column: str | None = None
+    label_column: str | None = None
+
+
 def as_image_sequence(images: np.ndarray) -> Sequence[np.ndarray]:
     """An ``[n, H, W, 3]`` array typed as the sequence of images it behaves as.
 
