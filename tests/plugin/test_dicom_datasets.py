@@ -47,7 +47,9 @@ def test_a_dicom_folder_is_audited_end_to_end_by_the_shipped_audits(
 ) -> None:
     root = _dicom_folder(shipped_audits.path / "dicom")
     shipped_audits.makepyfile(test_images=IMAGE_CHECK)
-    result = shipped_audits.runpytest(f"--dataset=folder:{root}", "--medprobe-json=r.json", "-v", *fast_options)
+    result = shipped_audits.runpytest(
+        f"--dataset=folder:{root}", "--medprobe-json=r.json", "-v", "-W", "error", *fast_options
+    )  # a hostile user: every warning is an error
     outcomes = result.parseoutcomes()
     assert "errors" not in outcomes and "error" not in outcomes, result.stdout.str()
     result.stdout.fnmatch_lines(["*test_every_image_reaches_the_model_as_rgb_uint8*PASSED*"])

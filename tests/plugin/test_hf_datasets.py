@@ -32,7 +32,9 @@ def _digits_dataset(root: Path) -> Path:
 
 def test_a_saved_hf_dataset_is_audited_end_to_end(shipped_audits: pytest.Pytester, fast_options: list[str]) -> None:
     root = _digits_dataset(shipped_audits.path / "digits")
-    result = shipped_audits.runpytest(f"--dataset=hf:{root}", "--medprobe-json=r.json", "-v", *fast_options)
+    result = shipped_audits.runpytest(
+        f"--dataset=hf:{root}", "--medprobe-json=r.json", "-v", "-W", "error", *fast_options
+    )  # a hostile user: every warning is an error
     outcomes = result.parseoutcomes()
     assert "errors" not in outcomes and "error" not in outcomes, result.stdout.str()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 5
