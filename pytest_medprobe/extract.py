@@ -122,12 +122,12 @@ def stage_hooks(loaded: LoadedModel, state: _BatchState) -> Iterator[None]:
     def decoder_input_hook(module: Any, args: Any, kwargs: Any) -> None:
         # At the image positions the decoder input is the connector output as the LLM
         # receives it (metrics.md §1), whatever the family adds after its projector.
-        hidden = _hidden_states_argument(args, kwargs)
+        hidden = adapter.decoder_stream(model, _hidden_states_argument(args, kwargs))
         state.pooled[stages.CONNECTOR] = _mean_at(hidden, state.image_mask)  # type: ignore[arg-type]
 
     def decoder_hook(index: int) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:
-            hidden = _first_tensor(output)  # [B, S, H]
+            hidden = adapter.decoder_stream(model, _first_tensor(output))  # [B, S, H]
             rows = torch.arange(hidden.shape[0], device=hidden.device)
             answer_index = state.answer_index.to(hidden.device)  # type: ignore[union-attr]
             state.pooled[stages.llm_layer(index, "answer")] = hidden[rows, answer_index].float()

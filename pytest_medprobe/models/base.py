@@ -76,6 +76,14 @@ class FamilyAdapter(ABC):
         """The decoder layers, in order; their outputs are ``llm.{j}``."""
         return list(attribute_path(model, self.language_model_path + ".layers"))
 
+    def decoder_stream(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """A decoder layer's hidden states as ``[B, S, H]``; most families pass them as that.
+
+        Families that carry several parallel streams between layers (Gemma 3n's AltUp:
+        ``[streams, B, S, H]``) override this to pick the stream the layer computes on.
+        """
+        return hidden
+
     def final_norm(self, model: nn.Module) -> nn.Module | None:
         """The decoder's final norm, when it has one.
 

@@ -21,6 +21,7 @@ from pytest_medprobe.models.aya_vision import AyaVisionAdapter
 from pytest_medprobe.models.base import FamilyAdapter, ModelSource
 from pytest_medprobe.models.catalogue import CATALOGUE, CATALOGUE_BY_NAME, CUSTOM_CODE_MODEL_TYPES, CatalogueEntry
 from pytest_medprobe.models.gemma3 import Gemma3Adapter
+from pytest_medprobe.models.gemma3n import Gemma3nAdapter
 from pytest_medprobe.models.gemma4 import Gemma4Adapter
 from pytest_medprobe.models.idefics3 import Idefics3Adapter
 from pytest_medprobe.models.internvl import InternVLAdapter
@@ -46,6 +47,7 @@ FAMILY_ADAPTERS: tuple[type[FamilyAdapter], ...] = (
     Lfm2VlAdapter,
     AyaVisionAdapter,
     Gemma4Adapter,
+    Gemma3nAdapter,
 )
 # config.json model_type -> adapter
 ADAPTERS: dict[str, type[FamilyAdapter]] = {

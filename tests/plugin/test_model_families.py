@@ -33,6 +33,7 @@ FAMILY_MODULES = (
     "tiny_lfm2_vl",
     "tiny_aya_vision",
     "tiny_gemma4",
+    "tiny_gemma3n",
 )
 N_AUDITS = 5  # four failure modes and health; the six regression audits skip without a baseline
 
