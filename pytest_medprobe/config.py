@@ -124,15 +124,26 @@ TRUST_REMOTE_CODE = _setting(
     ini_type="bool",
     is_switch=True,
 )
+OFFLINE = _setting(
+    "offline",
+    "--medprobe-offline",
+    "never download: a catalogue model missing from the local Hugging Face cache is an error (as with "
+    "HF_HUB_OFFLINE=1), and so is a missing MedMNIST file; without it, such a model is downloaded "
+    "once, its size printed first",
+    False,
+    ini_type="bool",
+    is_switch=True,
+)
 JSON = _setting("json_path", "--medprobe-json", "write the results file (JSON) to this path", None)
 ANSWER_MODES = ("letter-logits", "generate")
 ANSWER_MODE = _setting(
     "answer_mode",
     "--medprobe-answer-mode",
-    "how the model's own answer is read: letter-logits (default; the option letters' logits at the "
-    "answer position of the feature pass) or generate (free generation, then the letter or class "
-    "name is parsed; for reasoning models that think before answering)",
-    "letter-logits",
+    "how the model's own answer is read: letter-logits (the option letters' logits at the answer "
+    "position of the feature pass) or generate (free generation, then the letter or class name is "
+    "parsed; for reasoning models that think before answering); default: the model's preferred mode "
+    "(generate for the reasoning models of --medprobe-models), else letter-logits",
+    None,  # unset: each model's preferred mode decides (see AuditSession.answer_mode)
 )
 MAX_NEW_TOKENS = _setting(
     "max_new_tokens",
@@ -239,6 +250,7 @@ SETTINGS: tuple[Setting, ...] = (
     CACHE,
     REFRESH,
     TRUST_REMOTE_CODE,
+    OFFLINE,
     JSON,
     ANSWER_MODE,
     MAX_NEW_TOKENS,
@@ -314,11 +326,12 @@ class MedprobeSettings:
     label: str | None = None
     tolerance: float = 0.02
     probe_backend: str = "torch"
-    answer_mode: str = "letter-logits"
+    answer_mode: str | None = None  # None: the user did not choose; each model's preferred mode applies
     max_new_tokens: int = 512
     medmnist_url: str | None = MEDMNIST_OFFICIAL_URL  # None: never download
     image_column: str | None = None
     label_column: str | None = None
+    offline: bool = False
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -376,6 +389,12 @@ def _parse_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise _usage(setting, raw, ", ".join(choices))
     return value
+
+
+def _parse_optional_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _parse_choice(setting, raw, choices)
 
 
 def _parse_positive_float(setting: Setting, raw: object) -> float:
@@ -487,6 +506,7 @@ def resolve_settings(
         min_health=_parse_fraction(MIN_HEALTH, get(MIN_HEALTH)),
     )
     _check_consistent(thresholds)
+    offline = _parse_bool(OFFLINE, get(OFFLINE))
     return MedprobeSettings(
         models=_parse_names(MODEL, get(MODEL)),
         datasets=_parse_names(DATASET, get(DATASET)),
@@ -510,9 +530,13 @@ def resolve_settings(
         baseline_required=_parse_bool(BASELINE_REQUIRED, get(BASELINE_REQUIRED)),
         label=_parse_label(get(LABEL)),
         tolerance=_parse_fraction(TOLERANCE, get(TOLERANCE)),
-        answer_mode=_parse_choice(ANSWER_MODE, get(ANSWER_MODE), ANSWER_MODES),
+        answer_mode=_parse_optional_choice(ANSWER_MODE, get(ANSWER_MODE), ANSWER_MODES),
         max_new_tokens=_parse_int(MAX_NEW_TOKENS, get(MAX_NEW_TOKENS), 1),
         image_column=_parse_column(get(IMAGE_COLUMN)),
         label_column=_parse_column(get(LABEL_COLUMN)),
-        medmnist_url=_parse_medmnist_url(get(MEDMNIST_URL), os.environ if environ is None else environ),
+        # Offline means no download of any kind: MedMNIST files are not fetched either.
+        medmnist_url=None
+        if offline
+        else _parse_medmnist_url(get(MEDMNIST_URL), os.environ if environ is None else environ),
+        offline=offline,
     )

@@ -99,7 +99,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
-        check_model_spec(model, settings.trust_remote_code)
+        check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
     if settings.label is not None and len(settings.models) > 1:
         raise MedprobeUsageError(
             f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "

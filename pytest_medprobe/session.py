@@ -102,10 +102,20 @@ class AuditSession:
         if model not in self._sources:
             from pytest_medprobe.models.registry import resolve_model_source
 
-            self._sources[model] = resolve_model_source(
-                model, self.settings.cache_dir, self.settings.trust_remote_code
-            )
+            self._sources[model] = resolve_model_source(model, self.settings.cache_dir, self.settings.trust_remote_code)
         return self._sources[model]
+
+    def answer_mode(self, model: str) -> str:
+        """How ``model``'s own answer is read: the user's choice, else the model's preferred mode.
+
+        Reasoning models of the catalogue think before they answer, so the letter logits at
+        the end of the prompt say little about what they would answer; they prefer ``generate``.
+        """
+        if self.settings.answer_mode is not None:
+            return self.settings.answer_mode
+        from pytest_medprobe.models.registry import preferred_answer_mode
+
+        return preferred_answer_mode(model)
 
     def model(self, model: str) -> LoadedModel:
         if model not in self._models:
@@ -143,7 +153,7 @@ class AuditSession:
             "pooling": POOLING,
             "dtype": self.settings.dtype,
         }
-        if self.settings.answer_mode == "generate":  # letter-mode keys stay as they were
+        if self.answer_mode(pair.model) == "generate":  # letter-mode keys stay as they were
             parts["answers"] = {"mode": "generate", "max_new_tokens": self.settings.max_new_tokens}
         return cache_key(parts)
 
@@ -194,7 +204,7 @@ class AuditSession:
                 self.dataset(pair.dataset) if dataset is None else dataset,
                 self.settings.batch_size,
                 progress=self.progress,
-                answer_mode=self.settings.answer_mode,
+                answer_mode=self.answer_mode(pair.model),
                 max_new_tokens=self.settings.max_new_tokens,
             )
         finally:
@@ -310,7 +320,7 @@ def check_sources(settings: MedprobeSettings) -> None:
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
-        check_model_spec(model, settings.trust_remote_code)
+        check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
     for dataset in settings.datasets:
         check_dataset_spec(
             dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=dataset_options(settings)

@@ -1,8 +1,10 @@
 """The named medical MLLMs (and the general models papers compare them with).
 
 Each entry says where the weights live on the Hugging Face hub and which transformers
-family loads them natively; ``--model NAME`` finds them in the local Hugging Face cache,
-offline, and ``--model NAME=DIR`` in a directory. Entries were read off the public
+family loads them natively; ``--model NAME`` finds them in the local Hugging Face cache
+(downloading them into it when missing and online), and ``--model NAME=DIR`` in a
+directory. ``answer_mode`` is how each model's own answer is read unless the user says
+otherwise (reasoning models think before answering: ``generate``). Entries were read off the public
 model pages (../shared/reference/medical-models.md); a checkpoint's own ``config.json``
 always decides the family actually used, and a mismatch is reported.
 
@@ -102,7 +104,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "JZPeterPan/MedVLM-R1",
         "qwen2_vl",
         2.2,
-        "reasoning model on Qwen2-VL-2B: it thinks before answering, so use --medprobe-answer-mode generate",
+        "reasoning model on Qwen2-VL-2B: it thinks before answering, so its answers are generated",
         answer_mode=GENERATE,
     ),
     CatalogueEntry("bimedix2", "MBZUAI/BiMediX2-8B-hf", "llava", 8.0, "BiMediX2 (Llama-3.1-8B), the -hf repository"),

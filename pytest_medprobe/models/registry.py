@@ -1,28 +1,38 @@
 """Model names a user may pass to ``--model``, and the adapters of supported families.
 
 A spec is a built-in name (a model we build or ship), a catalogue name (a medical
-MLLM looked up in the local Hugging Face cache, offline), ``NAME=DIR`` (a name with
+MLLM looked up in the local Hugging Face cache, and downloaded into it when missing and
+the machine is online), ``NAME=DIR`` (a name with
 its weights in a directory), or a checkpoint directory saved with ``save_pretrained``,
-whose family is read from its ``config.json``. Resolving a spec reads files only;
-weights load later, and only when the feature cache cannot answer.
+whose family is read from its ``config.json``. Resolving a spec reads files only
+(checking one may download a catalogue model); weights load later, and only when the
+feature cache cannot answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_medprobe.config import TRUST_REMOTE_CODE
+from pytest_medprobe.config import OFFLINE, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.models.aya_vision import AyaVisionAdapter
 from pytest_medprobe.models.base import FamilyAdapter, ModelSource
-from pytest_medprobe.models.catalogue import CATALOGUE, CATALOGUE_BY_NAME, CUSTOM_CODE_MODEL_TYPES, CatalogueEntry
+from pytest_medprobe.models.catalogue import (
+    CATALOGUE,
+    CATALOGUE_BY_NAME,
+    CUSTOM_CODE_MODEL_TYPES,
+    LETTER_LOGITS,
+    CatalogueEntry,
+)
 from pytest_medprobe.models.gemma3 import Gemma3Adapter
 from pytest_medprobe.models.gemma3n import Gemma3nAdapter
 from pytest_medprobe.models.gemma4 import Gemma4Adapter
+from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
 from pytest_medprobe.models.idefics3 import Idefics3Adapter
 from pytest_medprobe.models.internvl import InternVLAdapter
 from pytest_medprobe.models.lfm2_vl import Lfm2VlAdapter
@@ -149,21 +159,22 @@ def models_listing() -> str:
     cache = hf_cache_dir()
     for medical, title in ((True, "medical MLLMs"), (False, "general baselines")):
         lines.append("")
-        lines.append(f"{title} (looked up offline in the Hugging Face cache {cache}):")
-        lines.append(f"  {'name':<34} {'family':<11} {'bf16 GB':>7}  {'local?':<7} hub id; notes")
+        lines.append(f"{title} (looked up in the Hugging Face cache {cache}; downloaded on first use when online):")
+        lines.append(f"  {'name':<34} {'family':<12} {'bf16 GB':>7}  {'local?':<7} {'answer':<13} hub id; notes")
         for entry in CATALOGUE:
             if entry.medical != medical:
                 continue
             available = "yes" if cached_snapshot(entry) is not None else "no"
             lines.append(
-                f"  {entry.name:<34} {entry.model_type:<11} {entry.bfloat16_gb:>7.1f}  {available:<7} "
-                f"{entry.hub_id}; {entry.notes}"
+                f"  {entry.name:<34} {entry.model_type:<12} {entry.bfloat16_gb:>7.1f}  {available:<7} "
+                f"{entry.answer_mode:<13} {entry.hub_id}; {entry.notes}"
             )
     lines += [
         "",
         "Also accepted: NAME=DIR (a name with its weights in a directory) and DIR (a checkpoint",
         f"directory; its family is read from config.json). Supported model types: {', '.join(sorted(ADAPTERS))}.",
         "bf16 GB is the weights alone in bfloat16; a batch's activations come on top.",
+        "answer is how the model's own answer is read unless --medprobe-answer-mode says otherwise.",
     ]
     return "\n".join(lines)
 
@@ -187,45 +198,51 @@ def parse_model_spec(spec: str) -> ModelSpec:
     return ModelSpec(spec, None, Path(spec).expanduser())
 
 
-def hf_cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def cached_snapshot(entry: CatalogueEntry) -> Path | None:
-    """The entry's checkpoint in the local Hugging Face cache, or None; never downloads."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        directory = Path(snapshot_download(entry.hub_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        return None
-    return directory if (directory / "config.json").is_file() else None
+def preferred_answer_mode(spec: str) -> str:
+    """The answer mode that suits the model: its catalogue entry's, else the letter logits."""
+    entry = CATALOGUE_BY_NAME.get(parse_model_spec(spec).name or "")
+    return entry.answer_mode if entry is not None else LETTER_LOGITS
 
 
 def _not_cached_message(entry: CatalogueEntry) -> str:
+    why = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if hub_offline() else f"{OFFLINE.flag} was given"
     return (
         f"--model {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
         f"cache (looked in {hf_cache_dir()}; set HF_HOME or HF_HUB_CACHE if yours lives elsewhere), "
-        "and pytest-medprobe never downloads. On a machine with internet run "
+        f"and downloading is off ({why}). Go online, or on a machine with internet run "
         f"`hf download {entry.hub_id}` (older huggingface_hub: `huggingface-cli download "
         f"{entry.hub_id}`) and copy the cache here, or pass the checkpoint folder as "
         f"--model {entry.name}=/path/to/checkpoint."
     )
 
 
-def check_model_spec(spec: str, trust_remote_code: bool = False) -> None:
-    """Cheap up-front check of a ``--model`` value; raises ``MedprobeUsageError``."""
+def _announce(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_model_spec(
+    spec: str,
+    trust_remote_code: bool = False,
+    offline: bool = True,
+    announce: Callable[[str], None] = _announce,
+) -> None:
+    """Up-front check of a ``--model`` value; raises ``MedprobeUsageError``.
+
+    A catalogue model missing from the local Hugging Face cache is downloaded into it
+    unless ``offline`` (or the hub client's own offline mode) says not to; ``announce``
+    prints what is about to be fetched and how large it is.
+    """
     parsed = parse_model_spec(spec)
     if parsed.name in BUILTIN_MODELS and parsed.directory is None:
         return
     if parsed.directory is None:  # a catalogue name
         named = CATALOGUE_BY_NAME[spec]
+        _check_family_supported(named)
         directory = cached_snapshot(named)
         if directory is None:
-            raise MedprobeUsageError(_not_cached_message(named))
+            if offline or hub_offline():
+                raise MedprobeUsageError(_not_cached_message(named))
+            directory = download_snapshot(named, hf_cache_dir(), announce)
         _check_checkpoint(directory, spec, trust_remote_code, usage=True, entry=named)
         return
     path = parsed.directory
@@ -240,6 +257,18 @@ def check_model_spec(spec: str, trust_remote_code: bool = False) -> None:
         )
     raise MedprobeUsageError(
         f"--model {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
+    )
+
+
+def _check_family_supported(entry: CatalogueEntry) -> None:
+    """Refuse a catalogue model whose family no adapter reads, before anything is downloaded."""
+    if entry.model_type in ADAPTERS:
+        return
+    advice = CUSTOM_CODE_MODEL_TYPES.get(entry.model_type)
+    raise MedprobeUsageError(
+        f"--model {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
+        f"of pytest-medprobe cannot audit{': ' + advice if advice else ''}. Supported model types: "
+        f"{', '.join(sorted(ADAPTERS))}."
     )
 
 
@@ -268,7 +297,8 @@ def _check_checkpoint(
             f"--model {spec!r}: model_type {model_type!r} (in {directory / 'config.json'}) is not "
             f"supported{': ' + advice if advice else ''}. Supported model types: {', '.join(sorted(ADAPTERS))}."
         )
-    if entry is not None and ADAPTERS[model_type].family != ADAPTERS[entry.model_type].family:
+    expected = ADAPTERS.get(entry.model_type) if entry is not None else None
+    if entry is not None and (expected is None or ADAPTERS[model_type].family != expected.family):
         raise error(
             f"--model {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
@@ -336,6 +366,7 @@ def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = F
     if parsed.name in BUILTIN_MODELS and parsed.directory is None:
         directory = _materialize_builtin(BUILTIN_MODELS[spec], cache_dir)
     elif parsed.directory is None and entry is not None:
+        _check_family_supported(entry)
         snapshot = cached_snapshot(entry)
         if snapshot is None:
             raise ModelLoadError(_not_cached_message(entry))

@@ -45,3 +45,39 @@ def test_unparseable_answers_count_as_wrong_and_the_report_shows_how_many_and_so
     assert run["features"]["cache_hit"] is True
     assert run["answer"] == answer
     assert again.parseoutcomes().get("errors", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "chosen", "expected"),
+    [
+        ("medvlm-r1", None, "generate"),  # reasoning models of the catalogue think before answering
+        ("medvlm-r1=/models/medvlm-r1", None, "generate"),  # NAME=DIR keeps the entry's preference
+        ("medgemma-4b-it", None, "letter-logits"),
+        ("tiny-llava", None, "letter-logits"),
+        ("/models/an-unnamed-checkpoint", None, "letter-logits"),
+        ("medvlm-r1", "letter-logits", "letter-logits"),  # the user's choice wins, even the default value
+        ("tiny-llava", "generate", "generate"),
+    ],
+)
+def test_each_model_is_read_in_its_preferred_answer_mode_unless_the_user_chose_one(
+    model: str, chosen: str | None, expected: str, tmp_path: Path
+) -> None:
+    from pytest_medprobe.config import ANSWER_MODE, resolve_settings
+    from pytest_medprobe.session import AuditSession
+
+    settings = resolve_settings({ANSWER_MODE.dest: chosen}, {}, tmp_path)
+    assert AuditSession(settings).answer_mode(model) == expected
+
+
+def test_a_reasoning_model_of_the_catalogue_is_audited_with_generated_answers_by_default(
+    shipped_audits: pytest.Pytester, fast_options: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.families import tiny_qwen2_vl
+
+    checkpoint = tiny_qwen2_vl.build(tmp_path_factory.mktemp("reasoning") / "medvlm-r1")
+    options = [f"--model=medvlm-r1={checkpoint}", "--max-samples=40", "--medprobe-max-new-tokens=2"]
+    result = shipped_audits.runpytest(*fast_options, *options, "--medprobe-json=r.json")
+    assert result.parseoutcomes().get("errors", 0) == 0
+    answer = json.loads((shipped_audits.path / "r.json").read_text())["runs"][0]["answer"]
+    assert answer["mode"] == "generate"
+    assert answer["n"] > 0 and len(answer["examples"]) >= 1

@@ -46,7 +46,7 @@ def test_the_listing_names_every_medical_model_with_hub_id_family_and_local_avai
         [
             "built-in models*",
             "*medprobe-tiny *reference model*",
-            f"medical MLLMs (looked up offline in the Hugging Face cache {hf_cache})*",
+            f"medical MLLMs (looked up in the Hugging Face cache {hf_cache}; downloaded on first use when online)*",
             "*huatuogpt-vision *qwen2_5_vl*no*FreedomIntelligence/HuatuoGPT-Vision-7B-Qwen2.5VL*",
             "*lingshu-7b *qwen2_5_vl*no*lingshu-medical-mllm/Lingshu-7B*",
             "*medgemma-4b-it *gemma3*no*google/medgemma-4b-it*",
@@ -80,6 +80,7 @@ def test_a_named_model_missing_from_the_cache_says_where_it_looked_and_how_to_ge
     text = _flat(result)
     assert "--model 'medgemma-4b-it': the weights of google/medgemma-4b-it are not in the local" in text
     assert f"looked in {hf_cache}" in text
+    assert "downloading is off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)" in text
     assert "`hf download google/medgemma-4b-it`" in text
     assert "--model medgemma-4b-it=/path/to/checkpoint" in text
     assert "Traceback" not in text

@@ -49,6 +49,7 @@ def test_ini_keys_are_the_flags_with_a_medprobe_prefix() -> None:
         (config.DTYPE, "int8", "bfloat16"),
         (config.DECISION, "majority", "confident-fail"),
         (config.PROBE_C, "0", "positive"),
+        (config.ANSWER_MODE, "logits", "letter-logits, generate"),
     ],
 )
 def test_a_bad_value_names_the_setting_the_value_and_what_is_allowed(
@@ -69,3 +70,22 @@ def test_max_samples_none_means_no_cap() -> None:
 def test_repeated_models_are_kept_in_order_once() -> None:
     settings = resolve_settings({config.MODEL.dest: ["b", "a", "b"]}, {}, Path("."))
     assert settings.models == ("b", "a")
+
+
+def test_an_unset_answer_mode_stays_distinguishable_from_the_letter_logits_chosen_explicitly() -> None:
+    assert resolve_settings({}, {}, Path(".")).answer_mode is None
+    chosen_in_ini = resolve_settings({}, {config.ANSWER_MODE.ini: "letter-logits"}, Path("."))
+    assert chosen_in_ini.answer_mode == "letter-logits"
+    both = resolve_settings({config.ANSWER_MODE.dest: "generate"}, {config.ANSWER_MODE.ini: "letter-logits"}, Path("."))
+    assert both.answer_mode == "generate"
+
+
+def test_offline_is_off_unless_the_flag_or_the_ini_key_says_so() -> None:
+    assert resolve_settings({}, {}, Path(".")).offline is False
+    assert resolve_settings({config.OFFLINE.dest: True}, {}, Path(".")).offline is True
+    assert resolve_settings({}, {config.OFFLINE.ini: True}, Path(".")).offline is True
+
+
+def test_offline_stops_medmnist_downloads_too() -> None:
+    assert resolve_settings({}, {}, Path("."), environ={}).medmnist_url is not None
+    assert resolve_settings({config.OFFLINE.dest: True}, {}, Path("."), environ={}).medmnist_url is None
