@@ -69,6 +69,7 @@ def test_each_model_is_read_in_its_preferred_answer_mode_unless_the_user_chose_o
     assert AuditSession(settings).answer_mode(model) == expected
 
 
+@pytest.mark.slow
 def test_a_reasoning_model_of_the_catalogue_is_audited_with_generated_answers_by_default(
     shipped_audits: pytest.Pytester, fast_options: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -92,6 +92,7 @@ def _resolved_gets(hub: StandInHub) -> list[str]:
     return [path.rsplit("/", 1)[-1] for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path]
 
 
+@pytest.mark.slow
 def test_a_catalogue_model_missing_from_the_cache_is_downloaded_resumed_after_a_drop_and_audited(
     shipped_audits: pytest.Pytester,
     online: Path,
