@@ -45,12 +45,15 @@ def _add_extract_parser(commands: Any) -> None:
         "RANK/WORLD_SIZE. When all N shards are written the last one merges them into the cache entry.",
     )
     for setting in EXTRACT_SETTINGS:
+        # Our own command line: every spelling of a setting is ours, so all of them are accepted.
         if setting.is_switch:
-            extract.add_argument(setting.flag, action="store_true", default=None, dest=setting.dest, help=setting.help)
+            extract.add_argument(
+                *setting.flags, action="store_true", default=None, dest=setting.dest, help=setting.help
+            )
         elif setting.repeatable:
-            extract.add_argument(setting.flag, action="append", default=None, dest=setting.dest, help=setting.help)
+            extract.add_argument(*setting.flags, action="append", default=None, dest=setting.dest, help=setting.help)
         else:
-            extract.add_argument(setting.flag, default=None, dest=setting.dest, help=setting.help)
+            extract.add_argument(*setting.flags, default=None, dest=setting.dest, help=setting.help)
     extract.add_argument(
         SHARD_FLAG, default=None, metavar="I/N", help="write shard I of N (0 <= I < N); default: RANK/WORLD_SIZE if set"
     )
@@ -99,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"unknown variant {arguments.variant!r}; known: {', '.join(fault_names())}", file=sys.stderr)
             return 2
         written = export(arguments.directory, arguments.variant)
-        print(f"wrote {written}; audit it with: pytest audits/ --model={written}")
+        from pytest_medprobe.config import MODEL
+
+        print(f"wrote {written}; audit it with: pytest audits/ {MODEL.flag}={written}")
         return 0
     from dataclasses import replace
 

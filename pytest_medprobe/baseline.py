@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from pytest_medprobe import __version__, stages
-from pytest_medprobe.config import BASELINE, LABEL, TOLERANCE, Decision, setting_names
+from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, TOLERANCE, Decision, setting_names
 from pytest_medprobe.curve import format_interval, percentile_interval
 from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.failure_modes import Verdict, decide
@@ -137,7 +137,7 @@ def read_baseline(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError) as exc:
         raise MedprobeUsageError(
             f"{setting_names(BASELINE)}: {path} is not a pytest-medprobe baseline file ({exc}); "
-            "write one with --medprobe-save-baseline."
+            f"write one with {SAVE_BASELINE.flag}."
         ) from None
     return document
 

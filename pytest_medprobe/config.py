@@ -34,19 +34,39 @@ PROBE_BACKENDS = ("torch", "sklearn")
 class Setting:
     """One user-facing setting: a command-line flag with an ini twin."""
 
-    dest: str  # attribute name on MedprobeSettings and on pytest's option namespace
-    flag: str  # command-line flag, e.g. "--max-connector-loss"
+    dest: str  # attribute name on MedprobeSettings
+    flag: str  # canonical command-line flag, always registered, e.g. "--medprobe-max-connector-loss"
     ini: str  # ini key, e.g. "medprobe_max_connector_loss"
     help: str
     default: object  # already parsed
     ini_type: str = "string"  # pytest addini type
     repeatable: bool = False
     is_switch: bool = False  # a flag without a value
+    # A short spelling (e.g. "--model"), registered only when no other plugin or conftest owns
+    # it: every pytest run of the environment sees our options, and a clash must not crash it.
+    short: str | None = None
+
+    @property
+    def option_dest(self) -> str:
+        """The attribute on pytest's option namespace: prefixed, so that a conftest's own
+        ``--seed`` (dest ``seed``) never collides with ours."""
+        return "medprobe_" + self.dest.removeprefix("medprobe_")
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Every spelling, canonical first."""
+        return (self.flag,) if self.short is None else (self.flag, self.short)
 
 
 def _setting(dest: str, flag: str, help: str, default: object, **kwargs: object) -> Setting:
-    ini = "medprobe_" + flag.removeprefix("--").removeprefix("medprobe-").replace("-", "_")
-    return Setting(dest=dest, flag=flag, ini=ini, help=help, default=default, **kwargs)  # type: ignore[arg-type]
+    """A setting from its flag; a flag without the ``--medprobe-`` prefix becomes the short
+    spelling of the prefixed canonical one (``--seed`` -> ``--medprobe-seed`` + ``--seed``)."""
+    name = flag.removeprefix("--").removeprefix("medprobe-")
+    if not flag.startswith("--medprobe-"):
+        kwargs.setdefault("short", flag)
+    canonical = "--medprobe-" + name
+    ini = "medprobe_" + name.replace("-", "_")
+    return Setting(dest=dest, flag=canonical, ini=ini, help=help, default=default, **kwargs)  # type: ignore[arg-type]
 
 
 MODEL = _setting(
@@ -200,7 +220,8 @@ TOLERANCE = _setting(
 MIN_VISION_GAIN = _setting(
     "min_vision_gain",
     "--min-vision-gain",
-    "audit 1 fails when score(vision) - score(pixels) is below this; default 0.0",
+    "audit 1 fails when score(vision) - score(pixels) is below this; from -1 to 1 (negative: accept an "
+    "encoder that scores below raw pixels by up to that much); default 0.0",
     0.0,
 )
 MIN_VISION_SCORE = _setting(
@@ -283,7 +304,7 @@ THRESHOLD_SETTINGS: tuple[Setting, ...] = (
 
 
 def setting_names(setting: Setting) -> str:
-    """How messages name a setting: both of its spellings."""
+    """How messages name a setting: its canonical flag (which always works) and its ini key."""
     return f"{setting.flag} / ini {setting.ini}"
 
 
@@ -361,6 +382,12 @@ def _parse_float(setting: Setting, raw: object, allowed: str, accept: Callable[[
 def _parse_fraction(setting: Setting, raw: object) -> float:
     allowed = "a number from 0 to 1 (balanced-accuracy points)"
     return _parse_float(setting, raw, allowed, lambda value: 0.0 <= value <= 1.0)
+
+
+def _parse_margin(setting: Setting, raw: object) -> float:
+    """A difference of two scores: from -1 to 1 (a negative margin accepts a loss)."""
+    allowed = "a number from -1 to 1 (balanced-accuracy points; negative accepts a loss)"
+    return _parse_float(setting, raw, allowed, lambda value: -1.0 <= value <= 1.0)
 
 
 def _parse_optional_fraction(setting: Setting, raw: object) -> float | None:
@@ -497,7 +524,7 @@ def resolve_settings(
     if not cache_dir.is_absolute():
         cache_dir = rootdir / cache_dir
     thresholds = Thresholds(
-        min_vision_gain=_parse_fraction(MIN_VISION_GAIN, get(MIN_VISION_GAIN)),
+        min_vision_gain=_parse_margin(MIN_VISION_GAIN, get(MIN_VISION_GAIN)),
         min_vision_score=_parse_optional_fraction(MIN_VISION_SCORE, get(MIN_VISION_SCORE)),
         max_connector_loss=_parse_fraction(MAX_CONNECTOR_LOSS, get(MAX_CONNECTOR_LOSS)),
         max_layer_drop=_parse_fraction(MAX_LAYER_DROP, get(MAX_LAYER_DROP)),

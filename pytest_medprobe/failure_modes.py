@@ -7,6 +7,7 @@ prints ``message``, the reports draw ``statistic``, the interval and ``segment``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -104,6 +105,15 @@ def _num(value: float) -> str:
     return f"{value:.3f}"
 
 
+def accepting_threshold(statistic: float, low: float, high: float, bound: Bound, decision: Decision) -> float:
+    """The threshold, rounded outward to 3 decimals, at which this check would pass under
+    ``decision``: what a failure message tells the user to set."""
+    sign = 1.0 if bound == "max" else -1.0
+    values = {"point": sign * statistic, "confident-fail": min(sign * low, sign * high)}
+    needed = values.get(decision, max(sign * low, sign * high))  # confident-pass: the worst end
+    return sign * math.ceil(round(needed * 1000, 6)) / 1000
+
+
 def _verdict(
     mode: str,
     heading: str,
@@ -119,15 +129,21 @@ def _verdict(
     observed: str,
     what: str,
     advice: str,
+    also: str = "",
 ) -> Verdict:
-    """A verdict whose message reads: heading: observed (CI) vs threshold — why. What to do."""
+    """A verdict whose message reads: heading: observed (CI) vs threshold — why. What to do.
+
+    What to do names the value that would accept the result (under the decision rule in
+    force), so the user never has to guess it; ``also`` adds what else must move with it.
+    """
     passed = decide(statistic, low, high, threshold, bound, decision)
     if passed:
         comparison = "≤" if bound == "max" else "≥"
         tail = "passes"
     else:
         comparison = ">" if bound == "max" else "<"
-        tail = f"{what}. {advice}, or set {setting_names(setting)} to accept it"
+        accept = accepting_threshold(statistic, low, high, bound, decision)
+        tail = f"{what}. {advice}, or accept it by setting {setting_names(setting)} to {accept:g}{also}"
     message = f"{heading}: {observed} {format_interval(low, high)} {comparison} {bound} {_num(threshold)} — {tail}."
     return Verdict(
         mode,
@@ -259,6 +275,10 @@ def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -
         return None
     drops = [curve.loss(sequence[k], sequence[k + 1]) for k in range(len(sequence) - 1)]
     drop = max(drops, key=float)  # the first of equal drops
+    # A layer may not be allowed to lose more than the whole decoder (config refuses it),
+    # so accepting a large drop may need the decoder bound raised as well.
+    accept = accepting_threshold(float(drop), drop.low, drop.high, "max", decision)
+    also = f" and {MAX_LLM_LOSS.flag} to at least that" if accept > thresholds.max_llm_loss else ""
     return _verdict(
         mode,
         f"{TITLES[mode]} ({view})",
@@ -274,6 +294,7 @@ def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -
         f"largest layer drop {_transition(curve, drop.a, drop.b, 'drop')}{_num(drop)}",
         f"decoder layer {drop.b} discards signal the {view} carried",
         "Inspect that layer (its attention to the image tokens, or a fault in its weights)",
+        also,
     )
 
 

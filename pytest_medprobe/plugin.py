@@ -20,8 +20,11 @@ from pytest_medprobe.config import (
     BASELINE,
     BASELINE_REQUIRED,
     LABEL,
+    MODEL,
+    SAVE_BASELINE,
     SETTINGS,
     MedprobeSettings,
+    Setting,
     Thresholds,
     resolve_settings,
     setting_names,
@@ -52,20 +55,26 @@ WORKER_OUTPUT = "medprobe_outputs"
 WORKER_OUTPUTS_KEY = pytest.StashKey[list[str]]()
 COLLECTED_KEY = pytest.StashKey[list[str]]()
 OUTPUTS_KEY: pytest.StashKey[RunOutputs] = pytest.StashKey()
+HEADER_SHOWN_KEY = pytest.StashKey[bool]()
 
 
 LIST_MODELS_FLAG = "--medprobe-models"
+GROUP = "medprobe"
+
+
+def _add(group: Any, name: str, setting: Setting, help: str) -> None:
+    if setting.is_switch:
+        group.addoption(name, action="store_true", default=None, dest=setting.option_dest, help=help)
+    elif setting.repeatable:
+        group.addoption(name, action="append", default=None, dest=setting.option_dest, help=help)
+    else:
+        group.addoption(name, default=None, dest=setting.option_dest, help=help)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("medprobe", "pytest-medprobe: layer-by-layer audits of medical MLLMs")
+    group = parser.getgroup(GROUP, "pytest-medprobe: layer-by-layer audits of medical MLLMs")
     for setting in SETTINGS:
-        if setting.is_switch:
-            group.addoption(setting.flag, action="store_true", default=None, dest=setting.dest, help=setting.help)
-        elif setting.repeatable:
-            group.addoption(setting.flag, action="append", default=None, dest=setting.dest, help=setting.help)
-        else:
-            group.addoption(setting.flag, default=None, dest=setting.dest, help=setting.help)
+        _add(group, setting.flag, setting, setting.help)
         if setting.ini_type == "linelist":
             ini_default: object = list(setting.default)  # type: ignore[call-overload]
         elif setting.ini_type == "bool":
@@ -77,9 +86,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         LIST_MODELS_FLAG,
         action="store_true",
         default=False,
-        help="list the models --model accepts (built-in, named medical MLLMs with their hub ids and "
+        help=f"list the models {MODEL.flag} accepts (built-in, named medical MLLMs with their hub ids and "
         "families, and which are in the local Hugging Face cache), then exit",
     )
+
+
+def _taken_names(parser: pytest.Parser) -> set[str]:
+    """Every option string already registered by pytest, a plugin or a conftest."""
+    groups = [parser._anonymous, *parser._groups]  # noqa: SLF001 - pytest has no public listing
+    return {name for group in groups for option in group.options for name in option.names()}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> Any:
+    """Register the short spellings (``--model``, ``--seed``, ...) once the other plugins and
+    the initial conftests have registered theirs, and only those nobody else owns.
+
+    A project's conftest with its own ``--device`` then keeps it (ours stays reachable as
+    ``--medprobe-device``), instead of pytest crashing at start-up on the clash.
+    """
+    result = yield
+    taken = _taken_names(parser)
+    group = parser.getgroup(GROUP)
+    for setting in SETTINGS:
+        if setting.short is not None and setting.short not in taken:
+            _add(group, setting.short, setting, f"short for {setting.flag} (only where nothing else owns it)")
+    return result
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -92,7 +124,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _settings_from(config: pytest.Config) -> MedprobeSettings:
-    cli = {setting.dest: config.getoption(setting.dest) for setting in SETTINGS}
+    cli = {setting.dest: config.getoption(setting.option_dest) for setting in SETTINGS}
     ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
     settings = resolve_settings(cli, ini, config.rootpath)
     from pytest_medprobe.data import check_dataset_spec, dataset_options
@@ -288,7 +320,7 @@ def baseline(request: pytest.FixtureRequest, medprobe_pair: Pair, medprobe_resul
     session = request.config.stash[SESSION_KEY]
     settings = session.settings
     if settings.baseline_path is None:
-        pytest.skip(f"no baseline given: pass {BASELINE.flag} PATH (write one with --medprobe-save-baseline)")
+        pytest.skip(f"no baseline given: pass {BASELINE.flag} PATH (write one with {SAVE_BASELINE.flag})")
     try:
         comparison = session.baseline_comparison(medprobe_pair)
     except MedprobeError as exc:
@@ -350,11 +382,7 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None:
-        return []
-    settings = session.settings
+def _header_lines(settings: MedprobeSettings) -> list[str]:
     lines = [
         f"medprobe: models={', '.join(settings.models)}; datasets={', '.join(settings.datasets)}; "
         f"cache={settings.cache_dir}; decision={settings.decision}"
@@ -364,13 +392,26 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """The header, after collection and only when an audit is about to run: every pytest
+    session of the environment loads the plugin, and the unrelated ones stay quiet."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not any(MARKER in item.keywords for item in items):
+        return []
+    config.stash[HEADER_SHOWN_KEY] = True
+    return _header_lines(session.settings)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     outputs = config.stash.get(OUTPUTS_KEY, None)  # set at sessionfinish, never on an xdist worker
-    if outputs is None or not outputs.pairs:
+    if outputs is None or not (outputs.pairs or outputs.outcomes):
         return
     from pytest_medprobe.report.terminal import summary_lines
 
     terminalreporter.section("medprobe summary")
+    if not config.stash.get(HEADER_SHOWN_KEY, False):  # under xdist the controller collects nothing
+        for line in _header_lines(config.stash[SESSION_KEY].settings):
+            terminalreporter.write_line(line)
     for line in summary_lines([pair.record for pair in outputs.pairs]):
         terminalreporter.write_line(line)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from pytest_medprobe.config import TRUST_REMOTE_CODE
+from pytest_medprobe.config import DEVICE, MODEL, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import ModelLoadError
 from pytest_medprobe.models.base import LoadedModel, ModelSource
 from pytest_medprobe.models.registry import ADAPTERS
@@ -26,7 +26,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") or device == "balanced":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto.")
+            raise ModelLoadError(
+                f"{DEVICE.flag} {device}: CUDA is not available on this machine; use {DEVICE.flag} cpu or auto."
+            )
         if device == "balanced":
             return torch.device("cuda")
     return torch.device(device)
@@ -46,8 +48,8 @@ def device_map_for(device: str) -> str | None:
             import accelerate  # noqa: F401
         except ImportError:
             raise ModelLoadError(
-                f"--device {device}: spreading a model over several GPUs needs accelerate; "
-                "pip install accelerate, or pick one GPU with --device cuda:<index>."
+                f"{DEVICE.flag} {device}: spreading a model over several GPUs needs accelerate; "
+                f"pip install accelerate, or pick one GPU with {DEVICE.flag} cuda:<index>."
             ) from None
         return "balanced"
     return None
@@ -98,19 +100,19 @@ def load_model(
             )
     except ImportError as exc:
         raise ModelLoadError(
-            f"--model {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "
+            f"{MODEL.flag} {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "
             f"needs a package that is not installed: {exc}. Install it (pip install "
             "'pytest-medprobe[models]' brings what the supported families need)."
         ) from exc
     except (OSError, ValueError, KeyError) as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(
-                f"--model {source.name!r}: the checkpoint in {source.directory} ships its own Python code "
+                f"{MODEL.flag} {source.name!r}: the checkpoint in {source.directory} ships its own Python code "
                 f"(an auto_map in its config files), which pytest-medprobe never runs on its own. If you "
                 f"trust it, pass {TRUST_REMOTE_CODE.flag} (ini {TRUST_REMOTE_CODE.ini}); the report will say so."
             ) from exc
         raise ModelLoadError(
-            f"--model {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
+            f"{MODEL.flag} {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
             "Check that the directory holds the complete checkpoint (weights and processor files)."
         ) from exc
     finally:
@@ -124,7 +126,7 @@ def load_model(
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise ModelLoadError(
-            f"--model {source.name!r}: the processor in {source.directory} has no tokenizer; "
+            f"{MODEL.flag} {source.name!r}: the processor in {source.directory} has no tokenizer; "
             "save the processor together with the model (processor.save_pretrained(DIR))."
         )
     # Left padding puts every prompt's last token in the last column, which is where

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_medprobe.config import OFFLINE, TRUST_REMOTE_CODE
+from pytest_medprobe.config import MODEL, OFFLINE, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.models.aya_vision import AyaVisionAdapter
 from pytest_medprobe.models.base import FamilyAdapter, ModelSource
@@ -207,12 +207,12 @@ def preferred_answer_mode(spec: str) -> str:
 def _not_cached_message(entry: CatalogueEntry) -> str:
     why = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if hub_offline() else f"{OFFLINE.flag} was given"
     return (
-        f"--model {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
+        f"{MODEL.flag} {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
         f"cache (looked in {hf_cache_dir()}; set HF_HOME or HF_HUB_CACHE if yours lives elsewhere), "
         f"and downloading is off ({why}). Go online, or on a machine with internet run "
         f"`hf download {entry.hub_id}` (older huggingface_hub: `huggingface-cli download "
         f"{entry.hub_id}`) and copy the cache here, or pass the checkpoint folder as "
-        f"--model {entry.name}=/path/to/checkpoint."
+        f"{MODEL.flag} {entry.name}=/path/to/checkpoint."
     )
 
 
@@ -252,11 +252,11 @@ def check_model_spec(
         return
     if path.exists():
         raise MedprobeUsageError(
-            f"--model {spec!r}: {path} is a file, not a checkpoint directory; pass the folder "
+            f"{MODEL.flag} {spec!r}: {path} is a file, not a checkpoint directory; pass the folder "
             "that holds config.json and the weights."
         )
     raise MedprobeUsageError(
-        f"--model {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
+        f"{MODEL.flag} {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
     )
 
 
@@ -281,12 +281,12 @@ def _check_checkpoint(
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
         raise error(
-            f"--model {spec!r}: {directory / 'config.json'} has no 'model_type'; re-save the "
+            f"{MODEL.flag} {spec!r}: {directory / 'config.json'} has no 'model_type'; re-save the "
             "checkpoint with save_pretrained."
         )
     if "auto_map" in config and not trust_remote_code:
         raise error(
-            f"--model {spec!r}: the checkpoint in {directory} ships its own Python code (an auto_map "
+            f"{MODEL.flag} {spec!r}: the checkpoint in {directory} ships its own Python code (an auto_map "
             "in config.json), which pytest-medprobe never runs on its own, since it would execute "
             f"with your permissions. If you trust it, pass {TRUST_REMOTE_CODE.flag} (ini "
             f"{TRUST_REMOTE_CODE.ini}); the report will say so."
@@ -294,13 +294,13 @@ def _check_checkpoint(
     if model_type not in ADAPTERS:
         advice = CUSTOM_CODE_MODEL_TYPES.get(model_type)
         raise error(
-            f"--model {spec!r}: model_type {model_type!r} (in {directory / 'config.json'}) is not "
+            f"{MODEL.flag} {spec!r}: model_type {model_type!r} (in {directory / 'config.json'}) is not "
             f"supported{': ' + advice if advice else ''}. Supported model types: {', '.join(sorted(ADAPTERS))}."
         )
     expected = ADAPTERS.get(entry.model_type) if entry is not None else None
     if entry is not None and (expected is None or ADAPTERS[model_type].family != expected.family):
         raise error(
-            f"--model {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
+            f"{MODEL.flag} {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
             f"differently (another-name={directory}) if it is a different model."
         )
@@ -311,15 +311,17 @@ def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise error(
-            f"--model {spec!r}: no config.json in {directory.resolve()}; a checkpoint directory is "
+            f"{MODEL.flag} {spec!r}: no config.json in {directory.resolve()}; a checkpoint directory is "
             "what save_pretrained writes (config.json, weights, processor files)."
         )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise error(f"--model {spec!r}: {config_path} is not valid JSON ({exc}); re-save the checkpoint.") from None
+        raise error(
+            f"{MODEL.flag} {spec!r}: {config_path} is not valid JSON ({exc}); re-save the checkpoint."
+        ) from None
     if not isinstance(config, dict):
-        raise error(f"--model {spec!r}: {config_path} is not a transformers config; re-save the checkpoint.")
+        raise error(f"{MODEL.flag} {spec!r}: {config_path} is not a transformers config; re-save the checkpoint.")
     return config
 
 
@@ -377,7 +379,7 @@ def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = F
     weights = [p for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
     if not weights:
         raise ModelLoadError(
-            f"--model {spec!r}: no weight files (*.safetensors, *.bin) in {directory}; copy the "
+            f"{MODEL.flag} {spec!r}: no weight files (*.safetensors, *.bin) in {directory}; copy the "
             "complete checkpoint, or save it again with save_pretrained."
         )
     return ModelSource(

@@ -24,6 +24,7 @@ from pytest_medprobe.config import (
     MAX_LLM_LOSS,
     MIN_VISION_GAIN,
     MIN_VISION_SCORE,
+    MODEL,
     TOLERANCE,
     Setting,
     setting_names,
@@ -83,7 +84,7 @@ def test_a_model_path_that_is_not_a_checkpoint_directory_is_a_usage_error(pytest
         path.parent.mkdir()
         path.write_text("not a checkpoint")
     text = _flat(_usage_error(pytester, f"--model={path}"))
-    assert f"--model {str(path)!r}" in text
+    assert f"{MODEL.flag} {str(path)!r}" in text
     if kind == "file":
         assert "is a file, not a checkpoint directory" in text
     else:
@@ -290,7 +291,8 @@ def test_a_file_with_an_image_extension_that_is_not_an_image_errors_every_audit_
         ("--max-layer-drop=-1", MAX_LAYER_DROP, "-1", "a number from 0 to 1"),
         ("--max-llm-loss=abc", MAX_LLM_LOSS, "abc", "a number from 0 to 1"),
         ("--min-vision-score=2", MIN_VISION_SCORE, "2", "a number from 0 to 1"),
-        ("--min-vision-gain=inf", MIN_VISION_GAIN, "inf", "a number from 0 to 1"),
+        ("--min-vision-gain=inf", MIN_VISION_GAIN, "inf", "a number from -1 to 1"),
+        ("--min-vision-gain=-1.5", MIN_VISION_GAIN, "-1.5", "a number from -1 to 1"),
         ("--medprobe-tolerance=-0.1", TOLERANCE, "-0.1", "a number from 0 to 1"),
     ],
 )

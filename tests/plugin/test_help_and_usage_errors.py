@@ -38,13 +38,14 @@ def sys_executable() -> str:
     [
         (
             "--max-connector-loss=-0.1",
-            "*--max-connector-loss / ini medprobe_max_connector_loss: got '-0.1'; allowed: a number from 0 to 1*",
+            "*--medprobe-max-connector-loss / ini medprobe_max_connector_loss: got '-0.1'; "
+            "allowed: a number from 0 to 1*",
         ),
-        ("--min-health=high", "*--min-health*got 'high'*from 0 to 1*"),
-        ("--batch-size=0", "*--batch-size*got '0'*>= 1*"),
-        ("--max-samples=0", "*--max-samples*got '0'*>= 1*"),
+        ("--min-health=high", "*-min-health*got 'high'*from 0 to 1*"),
+        ("--batch-size=0", "*-batch-size*got '0'*>= 1*"),
+        ("--max-samples=0", "*-max-samples*got '0'*>= 1*"),
         ("--medprobe-decision=vote", "*--medprobe-decision*got 'vote'*point, confident-fail, confident-pass*"),
-        ("--dtype=int4", "*--dtype*got 'int4'*auto, float32, bfloat16, float16*"),
+        ("--dtype=int4", "*-dtype*got 'int4'*auto, float32, bfloat16, float16*"),
     ],
 )
 def test_a_bad_value_is_a_usage_error_naming_setting_value_and_allowed(
@@ -66,7 +67,10 @@ def test_an_unknown_model_is_a_usage_error_listing_the_known_names(pytester: pyt
     result = pytester.runpytest("--model=gpt-17-med")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*--model 'gpt-17-med': no such model name*built-in names: medprobe-tiny, *tiny-llava*huatuogpt-vision*"]
+        [
+            "*--medprobe-model 'gpt-17-med': no such model name*built-in names: medprobe-tiny, *tiny-llava*"
+            "huatuogpt-vision*"
+        ]
     )
 
 

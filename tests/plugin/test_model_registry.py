@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_medprobe.config import MODEL
+
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -78,11 +80,11 @@ def test_a_named_model_missing_from_the_cache_says_where_it_looked_and_how_to_ge
     result = pytester.runpytest("--model=medgemma-4b-it", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     text = _flat(result)
-    assert "--model 'medgemma-4b-it': the weights of google/medgemma-4b-it are not in the local" in text
+    assert f"{MODEL.flag} 'medgemma-4b-it': the weights of google/medgemma-4b-it are not in the local" in text
     assert f"looked in {hf_cache}" in text
     assert "downloading is off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)" in text
     assert "`hf download google/medgemma-4b-it`" in text
-    assert "--model medgemma-4b-it=/path/to/checkpoint" in text
+    assert f"{MODEL.flag} medgemma-4b-it=/path/to/checkpoint" in text
     assert "Traceback" not in text
 
 

@@ -59,7 +59,7 @@ def test_thresholds_decide_pass_and_fail_with_a_message_naming_stage_numbers_and
     lenient.assert_outcomes(passed=4, deselected=7)
     strict = shipped_audits.runpytest(*fast_options, "--min-health=1", "-k", "test_health")
     strict.assert_outcomes(failed=1, deselected=10)
-    strict.stdout.fnmatch_lines(["*health: *< min 1.000*weakest*--min-health / ini medprobe_min_health*"])
+    strict.stdout.fnmatch_lines(["*health: *< min 1.000*weakest*--medprobe-min-health / ini medprobe_min_health to *"])
 
 
 def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from pytest_medprobe.config import DATA_ROOT
 from pytest_medprobe.data import KNOWN_DATASETS, check_dataset_spec, dataset_short_name, load_dataset
 from pytest_medprobe.data.base import (
     ProbeDataset,
@@ -336,7 +337,7 @@ def test_a_missing_medmnist_file_names_the_path_the_file_and_the_fix(tmp_path: P
             call()
         message = str(excinfo.value)
         assert str(tmp_path / "breastmnist_64.npz") in message and "expected file name: breastmnist_64.npz" in message
-        assert "--data-root" in message and "medmnist" in message
+        assert DATA_ROOT.flag in message and "medmnist" in message
 
 
 def test_an_unknown_medmnist_flag_lists_the_known_flags() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +234,32 @@ def test_each_audit_function_returns_its_mode() -> None:
     curve = curve_from_levels()
     for function, mode in zip((visual_representation, connector_fidelity, llm_comprehension, semantic_mapping), MODES):
         assert function(curve, DEFAULTS, "point").mode == mode
+
+
+def _advised_value(message: str, setting: config.Setting) -> float:
+    """The value a failure message tells the user to set ``setting`` to."""
+    return float(message.split(f"{setting_names(setting)} to ")[1].split()[0].rstrip(".,"))
+
+
+@pytest.mark.parametrize("decision", ["point", "confident-fail", "confident-pass"])
+@pytest.mark.parametrize("mode", MODES)
+def test_the_advised_threshold_accepts_the_result_and_is_one_the_settings_allow(mode: str, decision: Decision) -> None:
+    verdict = getattr(_verdicts(FAULTY_LEVELS[mode], decision=decision), mode)
+    assert not verdict.passed
+    failing = [part for part in verdict.parts or (verdict,) if not part.passed]
+    overrides = {}
+    for part in failing:
+        value = _advised_value(part.message, part.setting)
+        overrides[part.setting.dest] = str(value)
+        if part.setting is config.MAX_LAYER_DROP and value > DEFAULTS.max_llm_loss:
+            assert f"and {config.MAX_LLM_LOSS.flag} to at least that" in part.message
+            overrides[config.MAX_LLM_LOSS.dest] = str(value)
+    # The advised values parse (a negative vision margin included) and make the audit pass.
+    thresholds = config.resolve_settings(overrides, {}, Path(".")).thresholds
+    assert getattr(_verdicts(FAULTY_LEVELS[mode], thresholds, decision), mode).passed
+
+
+def test_a_negative_vision_margin_accepts_an_encoder_below_raw_pixels_by_up_to_that_much() -> None:
+    levels = FAULTY_LEVELS["visual_representation"]  # the encoder 0.25 below the pixels
+    assert not _verdicts(levels, Thresholds(min_vision_gain=-0.2)).visual_representation.passed
+    assert _verdicts(levels, Thresholds(min_vision_gain=-0.3)).visual_representation.passed

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_medprobe.config import MAX_SAMPLES, SETTINGS, resolve_settings
+from pytest_medprobe.config import BATCH_SIZE, DATASET, MAX_SAMPLES, MODEL, SEED, SETTINGS, resolve_settings
 from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.report.outputs import PairOutput, RunOutputs, merge
 from pytest_medprobe.session import Pair, share_cpu_threads
@@ -56,10 +56,15 @@ def test_the_extract_command_takes_every_setting_that_can_change_the_features() 
     settings = resolve_settings({MAX_SAMPLES.dest: "40", "cache_dir": "/c", "trust_remote_code": True}, {}, Path("/"))
     command = extract_command(settings, Pair("m", "synthetic-lesions"), "1/2", batch_size=6)
 
-    assert command.startswith("python -m pytest_medprobe extract --model=m --dataset=synthetic-lesions ")
-    for part in ("--max-samples=40", "--batch-size=6", "--medprobe-cache=/c", "--medprobe-trust-remote-code"):
+    assert command.startswith(f"python -m pytest_medprobe extract {MODEL.flag}=m {DATASET.flag}=synthetic-lesions ")
+    for part in (
+        f"{MAX_SAMPLES.flag}=40",
+        f"{BATCH_SIZE.flag}=6",
+        "--medprobe-cache=/c",
+        "--medprobe-trust-remote-code",
+    ):
         assert part in command.split()
-    assert command.endswith("--shard=1/2") and "--seed" not in command  # defaults left out
+    assert command.endswith("--shard=1/2") and SEED.flag not in command  # defaults left out
 
 
 def _record(model: str, forward_passes: int) -> dict[str, object]:
