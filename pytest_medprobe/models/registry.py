@@ -266,7 +266,7 @@ def _check_family_supported(entry: CatalogueEntry) -> None:
         return
     advice = CUSTOM_CODE_MODEL_TYPES.get(entry.model_type)
     raise MedprobeUsageError(
-        f"--model {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
+        f"{MODEL.flag} {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
         f"of pytest-medprobe cannot audit{': ' + advice if advice else ''}. Supported model types: "
         f"{', '.join(sorted(ADAPTERS))}."
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_medprobe.config import MODEL
 from tests.hub_stand_in import StandInHub, StandInRepo, stand_in_hub
 
 # llava-med's catalogue entry; the stand-in serves the tiny LLaVA under its name.
@@ -144,7 +145,7 @@ def test_a_download_that_fails_part_way_leaves_no_snapshot_and_the_next_run_fetc
     failed = pytester.runpytest_subprocess(f"--model={NAME}", "-p", "no:cacheprovider", timeout=SUBPROCESS_TIMEOUT_S)
     assert failed.ret == pytest.ExitCode.USAGE_ERROR
     line = _usage_error_line(failed)
-    assert f"--model '{NAME}': the download of {HUB_ID} from {hub.endpoint} failed part-way" in line
+    assert f"{MODEL.flag} '{NAME}': the download of {HUB_ID} from {hub.endpoint} failed part-way" in line
     assert "500" in line and "running again fetches only the rest" in line
     assert "Traceback" not in _text(failed)
     storage = _storage(online)
@@ -173,7 +174,7 @@ def test_a_model_larger_than_the_free_disk_space_is_refused_before_anything_is_w
     result = pytester.runpytest_subprocess(f"--model={NAME}", "-p", "no:cacheprovider", timeout=SUBPROCESS_TIMEOUT_S)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     line = _usage_error_line(result)
-    assert f"--model '{NAME}': not enough disk space to download {HUB_ID}: it needs 1000000000.0 GB" in line
+    assert f"{MODEL.flag} '{NAME}': not enough disk space to download {HUB_ID}: it needs 1000000000.0 GB" in line
     assert "Nothing was left half-written in the cache." in line
     assert _resolved_gets(hub) == []
     assert not _storage(online).exists()
