@@ -221,3 +221,31 @@ def test_padded_vision_rows_are_pooled_over_real_patches_only(
         np.testing.assert_allclose(split.stages[last_block][index], block_mean, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(split.stages["vision"][index], handed_over_mean, rtol=1e-4, atol=1e-5)
     assert filler_seen, "some image should be padded with filler patches, or this test checks nothing"
+
+
+def test_gemma3n_decoder_layers_are_read_on_the_active_altup_stream(
+    family_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Between Gemma 3n's layers the hidden state is [streams, B, S, H]; llm.j is the stream the layer computes on."""
+    import torch
+
+    from pytest_medprobe.extract import extract_split, prepare_inputs
+    from pytest_medprobe.models.loader import load_model
+    from pytest_medprobe.models.registry import resolve_model_source
+    from pytest_medprobe.prompts import chat_prompt
+
+    checkpoint = _checkpoint("tiny_gemma3n", family_checkpoints, tmp_path_factory)
+    loaded = load_model(resolve_model_source(str(checkpoint), checkpoint.parent), device="cpu")
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
+    split = extract_split(loaded, images, question, 2, batch_size=2, progress=False)
+    inputs = prepare_inputs(loaded, images, chat_prompt(loaded.processor, question))
+    with torch.inference_mode():
+        streams = loaded.model(**inputs, output_hidden_states=True).hidden_states  # [streams, B, S, H] each
+    active = loaded.model.config.text_config.altup_active_idx
+    assert streams[1].dim() == 4 and streams[1].shape[0] == loaded.model.config.text_config.altup_num_inputs
+    for layer in range(loaded.n_decoder_layers - 1):  # the last is read after the streams merge and the norm
+        np.testing.assert_allclose(
+            split.stages[f"llm.{layer}@answer"], streams[layer + 1][active][:, -1].numpy(), rtol=1e-4, atol=1e-5
+        )
