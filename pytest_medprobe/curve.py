@@ -110,6 +110,11 @@ class ProbeCurve:
         views = {key.view for key in keys.values() if key.kind == "llm"}
         if VISION not in keys or CONNECTOR not in keys or "answer" not in views:
             raise ValueError("a probe curve needs vision, connector and at least one llm.<j>@answer stage")
+        unfed = [
+            name for name, key in keys.items() if key.kind == "side_connector" and f"vision.{key.index}" not in keys
+        ]
+        if unfed:
+            raise ValueError(f"side connectors {unfed} need the vision blocks they read among the stages")
         if self.has_image_view != ("image" in views):
             raise ValueError(f"has_image_view={self.has_image_view} disagrees with the stages {self.stage_names}")
         frozen: dict[str, np.ndarray] = {}
@@ -149,6 +154,17 @@ class ProbeCurve:
     @property
     def vision_blocks(self) -> tuple[str, ...]:
         return self._of_kind("vision_block")
+
+    @property
+    def side_connectors(self) -> tuple[str, ...]:
+        """``connector.{i}`` stages: connectors that read vision block i (Qwen3-VL's deepstack)."""
+        return self._of_kind("side_connector")
+
+    @property
+    def connector_pairs(self) -> tuple[tuple[str, str], ...]:
+        """(what a connector reads, what it outputs): ``(vision, connector)``, then each side connector."""
+        sides = tuple((f"vision.{self._keys[name].index}", name) for name in self.side_connectors)
+        return ((VISION, CONNECTOR), *sides)
 
     @property
     def image_view(self) -> tuple[str, ...]:

@@ -115,6 +115,12 @@ def stage_hooks(loaded: LoadedModel, state: _BatchState) -> Iterator[None]:
         hidden = _hidden_states_argument(args, kwargs)
         state.pooled[stages.VISION] = adapter.pool_vision(model, hidden, state.inputs, state.n_images)
 
+    def side_connector_hook(name: str) -> Any:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            state.pooled[name] = adapter.pool_vision(model, _first_tensor(output), state.inputs, state.n_images)
+
+        return hook
+
     def handoff_output_hook(module: Any, args: Any, output: Any) -> None:
         # Only without an image view: otherwise ``connector`` is read at the decoder input.
         state.pooled[stages.CONNECTOR] = adapter.pool_vision(model, _first_tensor(output), state.inputs, state.n_images)
@@ -141,6 +147,8 @@ def stage_hooks(loaded: LoadedModel, state: _BatchState) -> Iterator[None]:
             handles.append(block.register_forward_hook(vision_block_hook(stages.vision_block(index))))
         handoff = adapter.connector(model)
         handles.append(handoff.register_forward_pre_hook(handoff_input_hook, with_kwargs=True))
+        for index, side in adapter.side_connectors(model):
+            handles.append(side.register_forward_hook(side_connector_hook(stages.side_connector(index))))
         layers = list(adapter.decoder_layers(model))
         if adapter.has_image_view:
             handles.append(layers[0].register_forward_pre_hook(decoder_input_hook, with_kwargs=True))

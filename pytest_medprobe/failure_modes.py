@@ -240,25 +240,37 @@ def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: D
 
 
 def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """Audit 2: the connector must keep what the vision encoder handed it."""
+    """Audit 2: every connector must keep what the vision encoder handed it.
+
+    The main connector is read against ``vision``; a side connector ``connector.{i}``
+    (Qwen3-VL's deepstack mergers) against the vision block ``vision.{i}`` it reads, so a
+    lossy deepstack merger fails here and names its own stage.
+    """
     mode = "connector_fidelity"
-    loss = curve.loss(VISION, CONNECTOR)
-    return _verdict(
-        mode,
-        TITLES[mode],
-        loss,
-        loss.low,
-        loss.high,
-        thresholds.max_connector_loss,
-        "max",
-        decision,
-        CONNECTOR,
-        (VISION, CONNECTOR),
-        MAX_CONNECTOR_LOSS,
-        _transition(curve, VISION, CONNECTOR, "loss") + _num(loss),
-        "the projector loses visual signal the encoder had",
-        "Inspect the connector",
-    )
+    parts = []
+    for source, output in curve.connector_pairs:
+        loss = curve.loss(source, output)
+        parts.append(
+            _verdict(
+                mode,
+                TITLES[mode],
+                loss,
+                loss.low,
+                loss.high,
+                thresholds.max_connector_loss,
+                "max",
+                decision,
+                output,
+                (source, output),
+                MAX_CONNECTOR_LOSS,
+                _transition(curve, source, output, "loss") + _num(loss),
+                "the projector loses visual signal the encoder had"
+                if output == CONNECTOR
+                else f"the side connector {output} loses visual signal that {source} had",
+                "Inspect the connector",
+            )
+        )
+    return _combine(mode, parts)
 
 
 def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict | None:

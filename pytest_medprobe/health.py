@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pytest_medprobe.curve import ProbeCurve, percentile_interval
-from pytest_medprobe.stages import ANSWER, CONNECTOR, VISION
+from pytest_medprobe.stages import ANSWER
 
 COMPONENTS = ("fidelity", "stability", "retention", "alignment")
 
@@ -64,7 +64,9 @@ def _components(n: Mapping[str, np.ndarray], curve: ProbeCurve) -> dict[str, np.
     last = n[curve.last_layer_answer]
     return {
         # A ratio whose denominator is 0 has nothing to keep, so it lost nothing: 1.
-        "fidelity": _share(n[CONNECTOR], n[VISION], 1.0),
+        # Every connector (the main one, and side connectors such as Qwen3-VL's deepstack
+        # mergers) against what it reads: the connector that keeps least decides.
+        "fidelity": np.min(np.stack([_share(n[out], n[src], 1.0) for src, out in curve.connector_pairs]), axis=0),
         "stability": 1.0 - _share(drawdown, peak, 0.0),  # P = 0 ⇒ c ≡ 0: no drawdown
         # The one exception: P = 0 means no stage holds any signal, so none reaches the
         # answer position. Retention 0 (not 1) is what makes a curve at chance everywhere
@@ -81,13 +83,18 @@ def _geometric_mean(components: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.asarray(product ** (1.0 / len(COMPONENTS)))
 
 
+def _fidelity_point(n: Mapping[str, float], pair: tuple[str, str]) -> float:
+    source, output = pair
+    return float(_share(np.array(n[output]), np.array(n[source]), 1.0))
+
+
 def _segments(n: Mapping[str, float], curve: ProbeCurve) -> dict[str, tuple[str, str]]:
     c = curve.health_curve_stages
     falls = [n[c[k]] - n[c[k + 1]] for k in range(len(c) - 1)]
     steepest = int(np.argmax(falls)) if falls else 0
     peak_stage = max(curve.stages, key=lambda stage: n[stage])  # the first of equal maxima
     return {
-        "fidelity": (VISION, CONNECTOR),
+        "fidelity": min(curve.connector_pairs, key=lambda pair: _fidelity_point(n, pair)),
         "stability": (c[steepest], c[min(steepest + 1, len(c) - 1)]),
         "retention": (peak_stage, curve.last_layer_answer),
         "alignment": (curve.last_layer_answer, ANSWER),

@@ -8,7 +8,6 @@ the same way for every family.
 
 from __future__ import annotations
 
-from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from pytest_medprobe.models.structural import ModelLayout
 
 
 def attribute_path(model: Any, path: str) -> Any:
@@ -35,32 +36,68 @@ def attribute_path(model: Any, path: str) -> Any:
     return current
 
 
-class FamilyAdapter(ABC):
+class FamilyAdapter:
     """Locates the stages of one transformers model family.
 
-    Most families differ only in where their parts live, so an adapter mostly names
-    attribute paths; what differs in substance is how the rows a vision module sees map
-    to images (tiles, packed patch sequences, padding images), which ``image_rows`` and
-    ``pool_vision`` answer.
+    By default every part is found structurally (``structural.discover_layout``): the
+    vision tower's blocks, the projector or merger, the decoder layers, the final norm and
+    the image-token id. A family file subclasses this and overrides only what differs:
+    a path discovery would not find, how the rows a vision module sees map to images
+    (tiles, padding images: ``image_rows`` / ``pool_vision``), or extra stages. With no
+    family file, the adapter of a model type is this class itself (``family`` is then
+    the model type).
     """
 
-    family: ClassVar[str]
-    model_types: ClassVar[tuple[str, ...]]  # config.json model_type values this adapter reads
+    family: str = ""  # a family file's name for the models it reads; "" = the model type
+    model_types: ClassVar[tuple[str, ...]] = ()  # config.json model_type values a family file reads
     has_image_view: ClassVar[bool] = True  # False for cross-attention models (no image tokens)
-    # Dotted paths on the ``*ForConditionalGeneration`` object.
-    vision_block_paths: ClassVar[tuple[str, ...]]  # ModuleLists of vision blocks, in order
-    handoff_path: ClassVar[str]  # module whose input is ``vision`` (projector / merger)
-    language_model_path: ClassVar[str]  # decoder stack: ``.layers`` and ``.norm``
-    # Processors of some families take a list of images per prompt.
-    nested_images: ClassVar[bool] = False
+    # Dotted paths on the ``*ForConditionalGeneration`` object; None: discovered.
+    vision_block_paths: ClassVar[tuple[str, ...] | None] = None  # ModuleLists of vision blocks, in order
+    handoff_path: ClassVar[str | None] = None  # module whose input is ``vision`` (projector / merger)
+    language_model_path: ClassVar[str | None] = None  # decoder stack: ``.layers`` and ``.norm``
+    # Processors get one list of images per prompt, the form every transformers 5 processor
+    # takes for a batch (Gemma 3's and Mllama's take no other); False: a flat list.
+    nested_images: ClassVar[bool] = True
+
+    def __init__(self, model_type: str = "") -> None:
+        self.model_type = model_type or (self.model_types[0] if self.model_types else "")
+        if not self.family:
+            self.family = self.model_type
+        self._layouts: dict[int, ModelLayout] = {}
+
+    @classmethod
+    def is_structural(cls) -> bool:
+        """True when nothing is overridden: the model type is mapped from its module tree alone."""
+        return cls is FamilyAdapter
+
+    def layout(self, model: nn.Module) -> ModelLayout:
+        """Where this model's stages live (discovered once per model)."""
+        from pytest_medprobe.models.structural import discover_layout
+
+        key = id(model)
+        if key not in self._layouts:
+            self._layouts[key] = discover_layout(
+                model,
+                self.family,
+                has_image_view=self.has_image_view,
+                vision_blocks=self.vision_block_paths,
+                handoff=self.handoff_path,
+                language_model=self.language_model_path,
+            )
+        return self._layouts[key]
 
     def vision_blocks(self, model: nn.Module) -> Sequence[nn.Module]:
         """The vision-encoder blocks, in order; their outputs are ``vision.{i}``."""
-        return [block for path in self.vision_block_paths for block in attribute_path(model, path)]
+        return [block for path in self.layout(model).vision_blocks for block in attribute_path(model, path)]
 
     def vision_prefix_tokens(self, model: nn.Module) -> int:
-        """How many leading tokens of a vision block output are not patches (CLS)."""
-        return 0
+        """How many leading tokens of a vision block output are not patches (CLS).
+
+        CLIP towers keep a ``class_embedding``, InternViT a ``cls_token``; SigLIP and the
+        packed (Qwen-style) towers have none.
+        """
+        embeddings = getattr(attribute_path(model, self.layout(model).vision_tower), "embeddings", None)
+        return 1 if any(hasattr(embeddings, name) for name in ("class_embedding", "cls_token")) else 0
 
     def connector(self, model: nn.Module) -> nn.Module:
         """The projector / merger: its input is ``vision``.
@@ -70,11 +107,19 @@ class FamilyAdapter(ABC):
         projector (LLaVA-NeXT's newline tokens, scaling); without an image view it is this
         module's output.
         """
-        return attribute_path(model, self.handoff_path)  # type: ignore[no-any-return]
+        return attribute_path(model, self.layout(model).handoff)  # type: ignore[no-any-return]
+
+    def side_connectors(self, model: nn.Module) -> Sequence[tuple[int, nn.Module]]:
+        """Connectors besides the main one: ``(vision block read, module)``; their outputs are ``connector.{i}``.
+
+        Families that feed intermediate vision features into the decoder elsewhere
+        (Qwen3-VL's deepstack mergers) override this; most have none.
+        """
+        return ()
 
     def decoder_layers(self, model: nn.Module) -> Sequence[nn.Module]:
         """The decoder layers, in order; their outputs are ``llm.{j}``."""
-        return list(attribute_path(model, self.language_model_path + ".layers"))
+        return list(attribute_path(model, self.layout(model).language_model + ".layers"))
 
     def decoder_stream(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """A decoder layer's hidden states as ``[B, S, H]``; most families pass them as that.
@@ -91,31 +136,40 @@ class FamilyAdapter(ABC):
         and the LM head reads exactly that; so ``llm.{L-1}`` is taken there, which makes
         the semantic gap (probe vs. the model's own answer) compare like with like.
         """
-        return getattr(attribute_path(model, self.language_model_path), "norm", None)
+        path = self.layout(model).final_norm
+        return None if path is None else attribute_path(model, path)
 
     def image_token_id(self, model: nn.Module) -> int | None:
         """The token id marking image positions in ``input_ids`` (None without an image view)."""
-        if not self.has_image_view:
-            return None
-        config = model.config
-        for name in ("image_token_id", "image_token_index"):
-            token_id = getattr(config, name, None)
-            if token_id is not None:
-                return int(token_id)
-        return None
+        return self.layout(model).image_token_id
 
     def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
         """``[n_rows]`` long: the image each row of a vision tensor belongs to (-1: padding).
 
         A row is the leading dimension of a vision block's output: one image, one tile
-        of an image, or (for packed families) one patch token. The default is one row
-        per image; families that tile or pack override it.
+        of an image, or (for packed families) one patch token. Two layouts are known
+        without a family file: one row per image, and the packed patch sequences of the
+        Qwen-style towers, whose ``image_grid_thw`` says how many patches each image has
+        (after a merger, each image has as many rows fewer as the merge factor says).
+        Families that tile override this.
         """
         import torch
 
-        if n_rows != n_images:
-            from pytest_medprobe.errors import ExtractionError
+        from pytest_medprobe.errors import ExtractionError
 
+        grid = inputs.get("image_grid_thw")
+        if grid is not None:
+            patches = grid.prod(dim=-1).cpu()  # [n_images] patches per image
+            total = int(patches.sum())
+            merge = total // n_rows if n_rows and total % n_rows == 0 else 0
+            if len(patches) != n_images or merge == 0 or bool((patches % merge != 0).any()):
+                raise ExtractionError(
+                    f"the {self.family} vision tower returned {n_rows} packed rows but image_grid_thw "
+                    f"describes {total} patches of {len(patches)} images (expected {n_images}); the "
+                    "processor and the model disagree on patch sizes."
+                )
+            return torch.repeat_interleave(torch.arange(n_images), patches // merge)
+        if n_rows != n_images:
             raise ExtractionError(
                 f"the {self.family} adapter expects one vision row per image but saw {n_rows} rows "
                 f"for {n_images} images; this checkpoint tiles its images in a way the adapter "
@@ -214,4 +268,5 @@ class LoadedModel:
     def stage_names(self) -> tuple[str, ...]:
         from pytest_medprobe.stages import stage_order
 
-        return stage_order(self.n_vision_blocks, self.n_decoder_layers, self.adapter.has_image_view)
+        sides = tuple(index for index, _ in self.adapter.side_connectors(self.model))
+        return stage_order(self.n_vision_blocks, self.n_decoder_layers, self.adapter.has_image_view, sides)

@@ -161,7 +161,4 @@ CUSTOM_CODE_MODEL_TYPES: dict[str, str] = {
     "llava_llama": "an original LLaVA-repository format; convert it with transformers' convert_llava_weights_to_hf",
     "internvl_chat": "the original InternVL format; use the OpenGVLab '-hf' checkpoint",
     "gemma3_text": "a text-only model (e.g. medgemma-27b-text-it): it has no vision tower to audit",
-    "qwen3_vl": (
-        "Qwen3-VL (HealthGPT-Pro, MediX-R1) is not supported yet: its deepstack features enter early decoder layers"
-    ),
 }

@@ -1,4 +1,4 @@
-"""Idefics3 and SmolVLM: where their stages live in transformers 5.
+"""Idefics3 and SmolVLM: what differs from the common layout (structural.py finds the paths).
 
 vision blocks   model.vision_model.encoder.layers   (SigLIP, no CLS token)
 vision          input of model.connector (the tower's last hidden state)
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 class Idefics3Adapter(FamilyAdapter):
     family = "idefics3"
     model_types = ("idefics3", "smolvlm")
-    vision_block_paths = ("model.vision_model.encoder.layers",)
-    handoff_path = "model.connector"
-    language_model_path = "model.text_model"
-    nested_images = True  # one list of images per prompt
 
     def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
         import torch

@@ -1,4 +1,4 @@
-"""InternVL (the ``-hf`` layout; Lingshu-I): where its stages live in transformers 5.
+"""InternVL (the ``-hf`` layout; Lingshu-I): what differs from the common layout (its tiles).
 
 vision blocks   model.vision_tower.encoder.layer    (InternViT, with a CLS token)
 vision          input of model.multi_modal_projector (last layer, CLS dropped, pixel-shuffled)
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe.errors import ExtractionError
-from pytest_medprobe.models.base import FamilyAdapter, attribute_path
+from pytest_medprobe.models.base import FamilyAdapter
 
 if TYPE_CHECKING:
     import torch
@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 class InternVLAdapter(FamilyAdapter):
     family = "internvl"
     model_types = ("internvl",)
-    vision_block_paths = ("model.vision_tower.encoder.layer",)
-    handoff_path = "model.multi_modal_projector"
-    language_model_path = "model.language_model"
-
-    def vision_prefix_tokens(self, model: nn.Module) -> int:
-        embeddings = attribute_path(model, "model.vision_tower").embeddings
-        return 1 if hasattr(embeddings, "cls_token") else 0
 
     def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
         import torch

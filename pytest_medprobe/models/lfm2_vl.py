@@ -44,7 +44,7 @@ class Lfm2VlAdapter(FamilyAdapter):
     nested_images = True  # the processor counts images per prompt
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:
-        return attribute_path(model, self.language_model_path + ".embedding_norm")  # type: ignore[no-any-return]
+        return attribute_path(model, self.layout(model).language_model + ".embedding_norm")  # type: ignore[no-any-return]
 
     def _factor(self, model: nn.Module) -> int:
         config: Any = model.config

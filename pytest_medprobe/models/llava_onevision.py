@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe.models.llava import LlavaNextAdapter
+from pytest_medprobe.models.llava_next import LlavaNextAdapter
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pytest_medprobe.config import DEVICE, MODEL, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import ModelLoadError
 from pytest_medprobe.models.base import LoadedModel, ModelSource
-from pytest_medprobe.models.registry import ADAPTERS
+from pytest_medprobe.models.families import make_adapter
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +136,7 @@ def load_model(
         source=source,
         model=model,
         processor=processor,
-        adapter=ADAPTERS[source.model_type](),
+        adapter=make_adapter(source.model_type, remote_code=trust_remote_code),
         device=torch_device,
         dtype=torch_dtype,
     )

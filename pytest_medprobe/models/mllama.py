@@ -31,9 +31,6 @@ class MllamaAdapter(FamilyAdapter):
     model_types = ("mllama",)
     has_image_view = False
     vision_block_paths = ("model.vision_model.transformer.layers", "model.vision_model.global_transformer.layers")
-    handoff_path = "model.multi_modal_projector"
-    language_model_path = "model.language_model"
-    nested_images = True  # one list of images per prompt
 
     def vision_prefix_tokens(self, model: nn.Module) -> int:
         return 1  # the class embedding leads every tile

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from pytest_medprobe.config import MODEL, OFFLINE, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
-from pytest_medprobe.models.aya_vision import AyaVisionAdapter
-from pytest_medprobe.models.base import FamilyAdapter, ModelSource
+from pytest_medprobe.models.base import ModelSource
 from pytest_medprobe.models.catalogue import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
@@ -29,40 +28,16 @@ from pytest_medprobe.models.catalogue import (
     LETTER_LOGITS,
     CatalogueEntry,
 )
-from pytest_medprobe.models.gemma3 import Gemma3Adapter
-from pytest_medprobe.models.gemma3n import Gemma3nAdapter
-from pytest_medprobe.models.gemma4 import Gemma4Adapter
-from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
-from pytest_medprobe.models.idefics3 import Idefics3Adapter
-from pytest_medprobe.models.internvl import InternVLAdapter
-from pytest_medprobe.models.lfm2_vl import Lfm2VlAdapter
-from pytest_medprobe.models.llava import LlavaAdapter, LlavaNextAdapter
-from pytest_medprobe.models.llava_onevision import LlavaOnevisionAdapter
-from pytest_medprobe.models.mistral3 import Mistral3Adapter
-from pytest_medprobe.models.mllama import MllamaAdapter
-from pytest_medprobe.models.paligemma import PaliGemmaAdapter
-from pytest_medprobe.models.qwen_vl import QwenVLAdapter
-
-FAMILY_ADAPTERS: tuple[type[FamilyAdapter], ...] = (
-    LlavaAdapter,
-    LlavaNextAdapter,
-    QwenVLAdapter,
-    Gemma3Adapter,
-    InternVLAdapter,
-    Idefics3Adapter,
-    PaliGemmaAdapter,
-    MllamaAdapter,
-    LlavaOnevisionAdapter,
-    Mistral3Adapter,
-    Lfm2VlAdapter,
-    AyaVisionAdapter,
-    Gemma4Adapter,
-    Gemma3nAdapter,
+from pytest_medprobe.models.families import (
+    adapter_class,
+    families_listing,
+    family_of,
+    known_model_types,
+    map_checkpoint,
+    tested_model_types,
 )
-# config.json model_type -> adapter
-ADAPTERS: dict[str, type[FamilyAdapter]] = {
-    model_type: adapter for adapter in FAMILY_ADAPTERS for model_type in adapter.model_types
-}
+from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
+from pytest_medprobe.models.structural import UnmappableModelError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # Small files whose content is part of a checkpoint's identity: they decide the
@@ -172,9 +147,11 @@ def models_listing() -> str:
     lines += [
         "",
         "Also accepted: NAME=DIR (a name with its weights in a directory) and DIR (a checkpoint",
-        f"directory; its family is read from config.json). Supported model types: {', '.join(sorted(ADAPTERS))}.",
+        "directory; its family is read from config.json).",
         "bf16 GB is the weights alone in bfloat16; a batch's activations come on top.",
         "answer is how the model's own answer is read unless --medprobe-answer-mode says otherwise.",
+        "",
+        *families_listing(),
     ]
     return "\n".join(lines)
 
@@ -262,13 +239,13 @@ def check_model_spec(
 
 def _check_family_supported(entry: CatalogueEntry) -> None:
     """Refuse a catalogue model whose family no adapter reads, before anything is downloaded."""
-    if entry.model_type in ADAPTERS:
+    if adapter_class(entry.model_type) is not None:
         return
     advice = CUSTOM_CODE_MODEL_TYPES.get(entry.model_type)
     raise MedprobeUsageError(
         f"{MODEL.flag} {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
         f"of pytest-medprobe cannot audit{': ' + advice if advice else ''}. Supported model types: "
-        f"{', '.join(sorted(ADAPTERS))}."
+        f"{', '.join(tested_model_types())} and the other image-text-to-text families of transformers."
     )
 
 
@@ -291,20 +268,46 @@ def _check_checkpoint(
             f"with your permissions. If you trust it, pass {TRUST_REMOTE_CODE.flag} (ini "
             f"{TRUST_REMOTE_CODE.ini}); the report will say so."
         )
-    if model_type not in ADAPTERS:
-        advice = CUSTOM_CODE_MODEL_TYPES.get(model_type)
-        raise error(
-            f"{MODEL.flag} {spec!r}: model_type {model_type!r} (in {directory / 'config.json'}) is not "
-            f"supported{': ' + advice if advice else ''}. Supported model types: {', '.join(sorted(ADAPTERS))}."
-        )
-    expected = ADAPTERS.get(entry.model_type) if entry is not None else None
-    if entry is not None and (expected is None or ADAPTERS[model_type].family != expected.family):
+    remote_code = "auto_map" in config and trust_remote_code
+    if adapter_class(model_type, remote_code) is None:
+        raise error(f"{MODEL.flag} {spec!r}: {_unsupported(model_type, directory)}")
+    if entry is not None and family_of(model_type) != family_of(entry.model_type):
         raise error(
             f"{MODEL.flag} {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
             f"differently (another-name={directory}) if it is a different model."
         )
+    if usage:  # map the module tree now, so an unmappable model is refused before it loads
+        try:
+            map_checkpoint(directory, config, model_type, remote_code)
+        except UnmappableModelError as exc:
+            raise error(f"{MODEL.flag} {spec!r}: {exc}") from None
     return model_type
+
+
+def _unsupported(model_type: str, directory: Path) -> str:
+    """Why a model type cannot be audited, and what to do."""
+    import transformers
+
+    where = f"model_type {model_type!r} (in {directory / 'config.json'}) is not supported"
+    supported = (
+        "Supported model types: every image-text-to-text family of the installed transformers that "
+        f"follows the common layout; audited by our tests: {', '.join(tested_model_types())} "
+        "(pytest --medprobe-models lists them all)."
+    )
+    advice = CUSTOM_CODE_MODEL_TYPES.get(model_type)
+    if advice is not None:
+        return f"{where}: {advice}. {supported}"
+    if model_type not in known_model_types():
+        return (
+            f"{where}: the installed transformers {transformers.__version__} does not know it. Upgrade "
+            "transformers (pip install -U transformers) if the model is newer than it, or check that "
+            f"config.json is the model's own. {supported}"
+        )
+    return (
+        f"{where}: it is not an image-text-to-text model in transformers {transformers.__version__} "
+        f"(no AutoModelForImageTextToText class), so it has no image pathway to audit. {supported}"
+    )
 
 
 def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str, object]:
@@ -385,7 +388,7 @@ def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = F
     return ModelSource(
         name=spec,
         directory=directory,
-        family=ADAPTERS[model_type].family,
+        family=family_of(model_type),
         model_type=model_type,
         fingerprint=checkpoint_fingerprint(directory),
     )

@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 FAIL_COLOUR = "#d62728"
 IMAGE_VIEW_COLOUR = "#1f77b4"
 ANSWER_VIEW_COLOUR = "#ff7f0e"
+SIDE_CONNECTOR_COLOUR = "#9467bd"
 
 
 def _x_positions(curve: ProbeCurve) -> tuple[dict[str, float], list[str]]:
     """x of every stage; image and answer views of layer j share the same x."""
     x: dict[str, float] = {}
     labels: list[str] = []
-    for name in [*curve.vision_blocks, stages.VISION, stages.CONNECTOR]:
+    for name in [*curve.vision_blocks, stages.VISION, stages.CONNECTOR, *curve.side_connectors]:
         x[name] = float(len(labels))
         labels.append(name)
     for name in curve.answer_view:
@@ -70,6 +71,8 @@ def plot_probe_curve(
     else:
         draw(encoder, IMAGE_VIEW_COLOUR, "probe, vision")
         draw(list(curve.answer_view), ANSWER_VIEW_COLOUR, "probe, answer position", "--")
+    # Side connectors (Qwen3-VL's deepstack) feed the decoder in parallel: points, no line.
+    draw(list(curve.side_connectors), SIDE_CONNECTOR_COLOUR, "probe, side connectors", "")
     answer = curve.answer
     axes.errorbar(
         [x[stages.ANSWER]],
@@ -112,6 +115,8 @@ def normalized_depth(curve: ProbeCurve) -> dict[str, float]:
         depth[name] = 0.3 * (index + 1) / len(blocks)
     depth[stages.VISION] = 0.3
     depth[stages.CONNECTOR] = 0.35
+    for name in curve.side_connectors:
+        depth[name] = 0.35
     n_layers = len(curve.answer_view)
     for name in [*curve.image_view, *curve.answer_view]:
         layer = stages.parse_stage(name).index or 0

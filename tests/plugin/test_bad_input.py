@@ -96,8 +96,9 @@ def test_an_unsupported_model_type_is_a_usage_error_listing_the_supported_types(
     (checkpoint / "config.json").write_text('{"model_type": "qwen3_omni"}')
     text = _flat(_usage_error(pytester, f"--model={checkpoint}"))
     assert "model_type 'qwen3_omni' (in " in text and "is not supported" in text
+    assert "does not know it" in text and "pip install -U transformers" in text
     assert (
-        "Supported model types: aya_vision, gemma3, gemma3n, gemma4, idefics3, internvl, lfm2_vl, llava, llava_next, "
+        "audited by our tests: aya_vision, gemma3, gemma3n, gemma4, idefics3, internvl, lfm2_vl, llava, llava_next, "
         "llava_onevision, mistral3, mllama, paligemma, qwen2_5_vl" in text
     )
 

@@ -34,6 +34,7 @@ FAMILY_MODULES = (
     "tiny_aya_vision",
     "tiny_gemma4",
     "tiny_gemma3n",
+    "tiny_qwen3_vl",
 )
 N_AUDITS = 5  # four failure modes and health; the six regression audits skip without a baseline
 
@@ -71,9 +72,10 @@ def _mixed_size_folder(root: Path) -> Path:
     return root
 
 
-def _expected_stages(run: dict[str, object], n_layers: int, image_view: bool) -> None:
+def _expected_stages(run: dict[str, object], n_layers: int, image_view: bool, side_connectors: tuple[int, ...]) -> None:
     names = [record["stage"] for record in run["stages"]]  # type: ignore[index, union-attr]
     assert "vision" in names and "connector" in names and "vision.0" in names
+    assert [name for name in names if name.startswith("connector.")] == [f"connector.{i}" for i in side_connectors]
     answer_layers = [name for name in names if name.startswith("llm.") and name.endswith("@answer")]
     image_layers = [name for name in names if name.startswith("llm.") and "@" not in name]
     assert len(answer_layers) == n_layers
@@ -112,7 +114,7 @@ def test_each_family_is_audited_end_to_end_from_a_checkpoint_directory(
     image_view = builder.MODEL_TYPE != "mllama"
     for run in runs:
         assert run["model"]["source"] == str(checkpoint)
-        _expected_stages(run, builder.N_DECODER_LAYERS, image_view)
+        _expected_stages(run, builder.N_DECODER_LAYERS, image_view, getattr(builder, "DEEPSTACK_BLOCKS", ()))
         assert run["answer"]["mode"] == "letter-logits"
         assert all(0.0 <= record["score"] <= 1.0 for record in run["stages"])
         assert {verdict["verdict"] for verdict in run["failure_modes"]} <= {"pass", "fail"}

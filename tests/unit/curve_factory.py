@@ -45,13 +45,15 @@ def curve_from_levels(
     n_bootstrap: int = 300,
     seed: int = 0,
     independent: bool = False,
+    side_connectors: tuple[int, ...] = (),
 ) -> ProbeCurve:
     """A curve whose stages score ``levels[stage]`` (else ``default``; ``pixels`` for the baseline).
 
-    ``independent=True`` draws each stage's right samples independently instead of nested.
+    ``independent=True`` draws each stage's right samples independently instead of nested;
+    ``side_connectors`` adds ``connector.{i}`` stages reading those vision blocks (deepstack).
     """
     levels = dict(levels or {})
-    names = stage_order(n_vision_blocks, n_layers, has_image_view)
+    names = stage_order(n_vision_blocks, n_layers, has_image_view, side_connectors)
     unknown = set(levels) - {*names, ANSWER, PIXELS}
     if unknown:
         raise KeyError(f"no such stages in this curve: {sorted(unknown)}; it has {names}")

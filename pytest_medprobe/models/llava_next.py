@@ -1,11 +1,13 @@
-"""LLaVA and LLaVA-NeXT: where their stages live in transformers 5.
+"""LLaVA-NeXT: what differs from the common layout (structural.py finds the rest).
 
 vision blocks   model.vision_tower.encoder.layers   (CLIP / SigLIP towers)
 vision          input of model.multi_modal_projector (the layer(s) picked by
                 ``vision_feature_layer``, CLS dropped by the "default" select strategy)
-connector       the decoder input at the image tokens (LLaVA-NeXT adds newline tokens)
+connector       the decoder input at the image tokens (with LLaVA-NeXT's newline tokens)
 decoder layers  model.language_model.layers
 image tokens    input_ids == config.image_token_id (alias image_token_index)
+
+Plain LLaVA follows the common layout and has no family file.
 
 LLaVA-NeXT ("anyres") cuts each image into a base view plus tiles on the best-fitting
 grid pinpoint; the vision tower sees all tiles of the batch as rows, so rows are mapped
@@ -17,27 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe.models.base import FamilyAdapter, attribute_path
+from pytest_medprobe.models.base import FamilyAdapter
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 
-class LlavaAdapter(FamilyAdapter):
-    family = "llava"
-    model_types = ("llava",)
-    vision_block_paths = ("model.vision_tower.encoder.layers",)
-    handoff_path = "model.multi_modal_projector"
-    language_model_path = "model.language_model"
+class LlavaNextAdapter(FamilyAdapter):
+    """Structural, but for the rows: every image is a base view plus its own number of tiles."""
 
-    def vision_prefix_tokens(self, model: nn.Module) -> int:
-        # CLIP towers prepend a CLS token; SigLIP towers have none.
-        embeddings = attribute_path(model, "model.vision_tower").embeddings
-        return 1 if hasattr(embeddings, "class_embedding") else 0
-
-
-class LlavaNextAdapter(LlavaAdapter):
     family = "llava_next"
     model_types = ("llava_next",)
 
