@@ -3,8 +3,10 @@
 Layouts: ``<dir>/<class>/<image>`` (split here: stratified 70/30, seed-fixed) or
 ``<dir>/train/<class>/<image>`` with ``<dir>/test/<class>/<image>`` (the folder's own split).
 Class names are the sorted sub-folder names with underscores read as spaces; an optional
-``<dir>/modality.txt`` gives the modality word for the prompt. The layout is scanned
-without opening images, so a bad folder is reported before any model is loaded.
+``<dir>/modality.txt`` gives the modality word for the prompt. Images are PNG, JPEG, TIFF,
+BMP or DICOM (by suffix, or by the DICOM preamble for files without one), decoded by
+``data.images``. The layout is scanned without decoding images (only the first bytes of
+suffix-less files are read), so a bad folder is reported before any model is loaded.
 """
 
 from __future__ import annotations
