@@ -148,7 +148,8 @@ OFFLINE = _setting(
     "offline",
     "--medprobe-offline",
     "never download: a catalogue model missing from the local Hugging Face cache is an error (as with "
-    "HF_HUB_OFFLINE=1), and so is a missing MedMNIST file; without it, such a model is downloaded "
+    "HF_HUB_OFFLINE=1), and so are a missing MedMNIST file and an uncached hf: hub dataset; without it, "
+    "such a model is downloaded "
     "once, its size printed first",
     False,
     ini_type="bool",

@@ -50,7 +50,9 @@ KNOWN_DATASETS: tuple[str, ...] = (
 
 def dataset_options(settings: MedprobeSettings) -> DatasetOptions:
     """What the settings say about datasets' columns."""
-    return DatasetOptions(image_column=settings.image_column, label_column=settings.label_column)
+    return DatasetOptions(
+        image_column=settings.image_column, label_column=settings.label_column, offline=settings.offline
+    )
 
 
 def _unknown(spec: str) -> MedprobeUsageError:

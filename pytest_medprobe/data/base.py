@@ -75,13 +75,13 @@ class ProbeDataset:
 
 @dataclass(frozen=True)
 class DatasetOptions:
-    """What the user said about a dataset's columns (Hugging Face and table datasets).
-
-    ``None`` means "detect it".
+    """What the user said about reading datasets: their columns (Hugging Face and table
+    datasets; ``None`` means "detect it"), and whether anything may be downloaded.
     """
 
     image_column: str | None = None
     label_column: str | None = None
+    offline: bool = False  # hf: hub datasets come from the local cache only
 
 
 def as_image_sequence(images: np.ndarray) -> Sequence[np.ndarray]:

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN
+from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN, OFFLINE
 from pytest_medprobe.data.base import (
     DatasetOptions,
     ProbeDataset,
@@ -86,7 +87,28 @@ def parse_spec(spec: str) -> HfSpec:
     return HfSpec(source, config, None)
 
 
-def _open(parsed: HfSpec, spec: str) -> DatasetDict | Dataset:
+@contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Offline mode for the hub client while ``offline`` (``--medprobe-offline``), restored after.
+
+    ``datasets`` and ``huggingface_hub`` read HF_HUB_OFFLINE once, at import; their module
+    flags are what they consult on each call.
+    """
+    if not offline:
+        yield
+        return
+    import datasets.config
+    from huggingface_hub import constants
+
+    before = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = before
+
+
+def _open(parsed: HfSpec, spec: str, offline: bool = False) -> DatasetDict | Dataset:
     """The dataset of ``parsed``; a hub dataset that is not cached offline is a usage error."""
     try:
         import datasets
@@ -114,11 +136,12 @@ def _open(parsed: HfSpec, spec: str) -> DatasetDict | Dataset:
                     "Give a folder written by save_to_disk, or one of parquet files or class sub-folders of images."
                 ) from None
         try:
-            return datasets.load_dataset(parsed.source, parsed.config)
+            with _hub_offline(offline):
+                return datasets.load_dataset(parsed.source, parsed.config)
         except ConnectionError as exc:  # offline (HF_HUB_OFFLINE) and not in the cache
             raise MedprobeUsageError(
                 f"dataset {spec!r}: {parsed.source} is not cached on this machine and the hub cannot be reached "
-                f"({exc}). Run once online (without HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), or download it with "
+                f"({exc}). Run once online (without {OFFLINE.flag} or HF_HUB_OFFLINE), or download it with "
                 f"`hf download --repo-type dataset {parsed.source}`, or save it to a folder and pass hf:<folder>."
             ) from None
         except (OSError, ValueError) as exc:  # not found on the hub, a bad config, a gated set
@@ -279,14 +302,14 @@ def _content_digest(labels: Sequence[np.ndarray], images: Sequence[DecodedImage]
 def check_spec(spec: str, options: DatasetOptions) -> None:
     """Up-front check: the dataset opens (or is cached), its splits and its columns are usable."""
     parsed = parse_spec(spec)
-    splits = _splits(_open(parsed, spec))
+    splits = _splits(_open(parsed, spec, options.offline))
     _columns(splits[_fit_split(splits, spec)].features, options, spec)
 
 
 def load_hf(spec: str, options: DatasetOptions, max_samples: int | None, seed: int) -> ProbeDataset:
     """Read the dataset of ``spec``; each split capped to ``max_samples`` (stratified, seed-fixed)."""
     parsed = parse_spec(spec)
-    splits = _splits(_open(parsed, spec))
+    splits = _splits(_open(parsed, spec, options.offline))
     fit_name = _fit_split(splits, spec)
     image_column, label_column = _columns(splits[fit_name].features, options, spec)
     test_name, split_note = _test_split(splits, fit_name, label_column)

@@ -169,3 +169,15 @@ def test_a_test_split_with_held_back_labels_gives_way_to_validation_and_says_so(
     assert dataset.notes == (
         "split 'test' has no labels (all -1, held back by its publisher); split 'validation' scores the probes.",
     )
+
+
+def test_the_offline_setting_keeps_a_hub_dataset_to_the_cache_even_when_the_client_is_online(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # as on a machine with internet
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(MedprobeUsageError, match="is not cached on this machine.*without --medprobe-offline"):
+        check_dataset_spec("hf:medprobe-tests/no-such-set", None, options=DatasetOptions(offline=True))
+    assert datasets.config.HF_HUB_OFFLINE is False and constants.HF_HUB_OFFLINE is False  # restored
