@@ -118,7 +118,9 @@ def _read_dataset(source: Path | io.BytesIO, where: str) -> Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(source)
+        # From a file, large values (the pixel data) stay on disk until used: a multi-frame
+        # volume is then decoded one frame at a time, straight from the file.
+        return pydicom.dcmread(source, defer_size="1 MB" if isinstance(source, Path) else None)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
         raise DatasetError(
             f"{where}: cannot read the DICOM file ({type(exc).__name__}: {exc}); it looks truncated or is not "
@@ -240,7 +242,10 @@ def read_dicom(source: Path | io.BytesIO, where: str) -> DecodedImage:
         try:
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             frame = frames // 2
-            pixels = pixel_array(ds, index=frame) if frames > 1 else pixel_array(ds)
+            if frames > 1 and isinstance(source, Path):
+                pixels = pixel_array(source, index=frame)  # reads only that frame's bytes
+            else:
+                pixels = pixel_array(ds, index=frame) if frames > 1 else pixel_array(ds)
         except (ValueError, RuntimeError, AttributeError, NotImplementedError, KeyError, TypeError) as exc:
             raise DatasetError(
                 f"{where}: cannot decode the DICOM pixel data ({type(exc).__name__}: {exc}).{_other_decoders(uid)}"
