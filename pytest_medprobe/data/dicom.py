@@ -128,6 +128,28 @@ def _read_dataset(source: Path | io.BytesIO, where: str) -> Dataset:
         ) from None
 
 
+def _deflated(uid: UID | None) -> bool:
+    try:
+        return uid is not None and bool(uid.is_deflated)
+    except ValueError:  # not a transfer syntax UID
+        return False
+
+
+def _check_complete(ds: Dataset, path: Path, where: str) -> None:
+    """Refuse a file cut short: its pixel data must end within the file, though only one frame is read."""
+    for keyword in PIXEL_KEYWORDS:
+        element = ds.get_item(keyword, keep_deferred=True) if keyword in ds else None
+        start, length = getattr(element, "value_tell", None), getattr(element, "length", None)
+        if start is None or length is None or length == 0xFFFFFFFF:  # not deferred, or encapsulated
+            continue
+        size = path.stat().st_size
+        if start + length > size:
+            raise DatasetError(
+                f"{where}: the file is truncated: its pixel data should span bytes {start}..{start + length} but the "
+                f"file ends at byte {size}. Copy it again or remove it."
+            )
+
+
 def _frame_view(ds: Dataset, frame: int) -> Dataset:
     """``ds`` with the rescale and window of ``frame`` at top level, where pydicom's LUT functions look.
 
@@ -239,6 +261,8 @@ def read_dicom(source: Path | io.BytesIO, where: str) -> DecodedImage:
             fix = _missing_decoder(uid)
             if fix is not None:
                 raise _undecodable(where, uid, fix)
+        if isinstance(source, Path) and not _deflated(uid):  # a deflated file's offsets are not file positions
+            _check_complete(ds, source, where)
         try:
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             frame = frames // 2
@@ -246,7 +270,7 @@ def read_dicom(source: Path | io.BytesIO, where: str) -> DecodedImage:
                 pixels = pixel_array(source, index=frame)  # reads only that frame's bytes
             else:
                 pixels = pixel_array(ds, index=frame) if frames > 1 else pixel_array(ds)
-        except (ValueError, RuntimeError, AttributeError, NotImplementedError, KeyError, TypeError) as exc:
+        except (ValueError, RuntimeError, AttributeError, NotImplementedError, KeyError, TypeError, OSError) as exc:
             raise DatasetError(
                 f"{where}: cannot decode the DICOM pixel data ({type(exc).__name__}: {exc}).{_other_decoders(uid)}"
             ) from None

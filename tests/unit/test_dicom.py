@@ -152,7 +152,7 @@ def test_a_dicom_file_without_pixel_data_is_named_in_one_clear_line() -> None:
 
 def test_a_truncated_dicom_file_is_a_dataset_error_naming_it() -> None:
     path = shipped("MR_truncated.dcm")
-    with pytest.raises(DatasetError, match="cannot decode the DICOM pixel data .*less than expected"):
+    with pytest.raises(DatasetError, match=r"the file is truncated: its pixel data should span bytes 1500\.\.9692"):
         read_image(path)
 
 
@@ -197,3 +197,14 @@ def test_a_folder_with_an_undecodable_compression_is_refused_before_the_run(tmp_
     with pytest.raises(MedprobeUsageError) as caught:
         check_dataset_spec(f"folder:{tmp_path}", None)
     assert str(caught.value).startswith(f"dataset 'folder:{tmp_path}': {path}: DICOM pixel data is compressed")
+
+
+def test_a_truncated_multi_frame_file_is_refused_though_its_middle_frame_is_intact(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(shipped("CT_small.dcm"))
+    ds.NumberOfFrames, ds.Rows, ds.Columns = 8, 512, 512  # 4 MiB of pixel data: read lazily, frame by frame
+    ds.PixelData = np.zeros((8, 512, 512), dtype=np.int16).tobytes()
+    path = tmp_path / "volume.dcm"
+    ds.save_as(path)
+    path.write_bytes(path.read_bytes()[:-100_000])  # the last frame is cut short
+    with pytest.raises(DatasetError, match="the file is truncated: its pixel data should span bytes"):
+        read_image(path)
