@@ -1,5 +1,7 @@
 """Aya Vision: what differs from the common layout (its tiles, as InternVL's).
 
+structural.py finds every part; this file only maps tiles to images.
+
 vision blocks   model.vision_tower.encoder.layers   (SigLIP, no CLS token)
 vision          input of model.multi_modal_projector (the selected layer of every tile)
 connector       the decoder input at the ``<|IMG_PATCH|>`` tokens (2x2 pixel shuffle, SwiGLU)
@@ -19,4 +21,3 @@ from pytest_medprobe.models.internvl import InternVLAdapter
 class AyaVisionAdapter(InternVLAdapter):
     family = "aya_vision"
     model_types = ("aya_vision",)
-    vision_block_paths = ("model.vision_tower.encoder.layers",)

@@ -1,5 +1,10 @@
 """Gemma 3n: what differs from the common layout (a convolutional tower, AltUp streams).
 
+structural.py finds the decoder and its norm; this file names the tower's stages (an
+``nn.Sequential`` inside timm's model, not a list of transformer blocks) and the soft-token
+norm (the vision embedder is also called on hard tokens), pools feature maps over their
+positions, and reads the active AltUp stream.
+
 vision blocks   model.vision_tower.timm_model.blocks (MobileNet-V5 stages: convolution
                 blocks and mobile attention; no transformer blocks, no CLS); each stage's
                 output is a feature map ``[B, C, H, W]``, pooled over its positions
@@ -33,7 +38,6 @@ class Gemma3nAdapter(FamilyAdapter):
     model_types = ("gemma3n",)
     vision_block_paths = ("model.vision_tower.timm_model.blocks",)
     handoff_path = "model.embed_vision.soft_embedding_norm"
-    language_model_path = "model.language_model"
     nested_images = True  # the processor counts images per prompt
 
     def pool_vision(

@@ -1,5 +1,8 @@
 """Gemma 4: what differs from the common layout (padded patches, pooled soft tokens).
 
+structural.py finds every part (``embed_vision`` is among the projector names); this file
+only pools the padded patch rows and maps the packed soft tokens to images.
+
 vision blocks   model.vision_tower.encoder.layers   (no CLS token)
 vision          input of model.embed_vision: the tower's soft tokens (real patches pooled
                 ``k × k`` and scaled), packed over the batch ``[Σ tokens, d]``
@@ -32,9 +35,6 @@ if TYPE_CHECKING:
 class Gemma4Adapter(FamilyAdapter):
     family = "gemma4"
     model_types = ("gemma4",)
-    vision_block_paths = ("model.vision_tower.encoder.layers",)
-    handoff_path = "model.embed_vision"
-    language_model_path = "model.language_model"
     nested_images = True  # the processor counts images per prompt
 
     def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """LFM2-VL: what differs from the common layout (padded NaFlex rows, tiles, its final norm).
 
+structural.py finds the tower, projector and decoder; this file names the final norm
+(not among the usual names) and maps the padded, tiled and regrouped rows to images.
+
 vision blocks   model.vision_tower.encoder.layers   (SigLIP2 NaFlex, no CLS token)
 vision          input of model.multi_modal_projector: the tower's last hidden state,
                 regrouped into 2x2 patch blocks (see below)
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
 class Lfm2VlAdapter(FamilyAdapter):
     family = "lfm2_vl"
     model_types = ("lfm2_vl",)
-    vision_block_paths = ("model.vision_tower.encoder.layers",)
-    handoff_path = "model.multi_modal_projector"
-    language_model_path = "model.language_model"
     nested_images = True  # the processor counts images per prompt
 
     def final_norm(self, model: nn.Module) -> nn.Module | None:

@@ -1,5 +1,7 @@
 """Mistral 3 (Pixtral vision): what differs from the common layout (its packed patches).
 
+structural.py finds every part; this file only maps the packed patches to images.
+
 vision blocks   model.vision_tower.transformer.layers (Pixtral, no CLS token)
 vision          input of model.multi_modal_projector (the selected layer, ``[Σ h·w, d]``)
 connector       the decoder input at the ``[IMG]`` tokens (RMS norm, learned 2x2 patch
@@ -29,9 +31,6 @@ if TYPE_CHECKING:
 class Mistral3Adapter(FamilyAdapter):
     family = "mistral3"
     model_types = ("mistral3",)
-    vision_block_paths = ("model.vision_tower.transformer.layers",)
-    handoff_path = "model.multi_modal_projector"
-    language_model_path = "model.language_model"
 
     def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
         import torch

@@ -251,3 +251,29 @@ def test_gemma3n_decoder_layers_are_read_on_the_active_altup_stream(
         np.testing.assert_allclose(
             split.stages[f"llm.{layer}@answer"], streams[layer + 1][active][:, -1].numpy(), rtol=1e-4, atol=1e-5
         )
+
+
+@pytest.mark.parametrize(
+    ("module_name", "blocks", "handoff"),
+    [
+        ("tiny_llava_onevision", "model.vision_tower.encoder.layers", "model.multi_modal_projector"),
+        ("tiny_mistral3", "model.vision_tower.transformer.layers", "model.multi_modal_projector"),
+        ("tiny_lfm2_vl", "model.vision_tower.encoder.layers", "model.multi_modal_projector"),
+        ("tiny_aya_vision", "model.vision_tower.encoder.layers", "model.multi_modal_projector"),
+        ("tiny_gemma4", "model.vision_tower.encoder.layers", "model.embed_vision"),
+    ],
+)
+def test_these_family_files_name_no_path_the_structural_adapter_finds(
+    module_name: str, blocks: str, handoff: str
+) -> None:
+    """Their family files only map vision rows to images; every stage is found in the module tree."""
+    from pytest_medprobe.models.families import make_adapter
+
+    builder = _builder(module_name)
+    adapter = make_adapter(builder.MODEL_TYPE)
+    assert (adapter.vision_block_paths, adapter.handoff_path, adapter.language_model_path) == (None, None, None)
+    model, _ = builder.make()
+    layout = adapter.layout(model)
+    assert (layout.vision_blocks, layout.handoff, layout.language_model) == ((blocks,), handoff, "model.language_model")
+    assert layout.image_token_id == model.config.image_token_id
+    assert adapter.final_norm(model) is not None  # the last layer is read where the LM head reads it
