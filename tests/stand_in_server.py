@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ class StandIn:
     cut_first_response_at: int | None = None  # send only this many bytes of the first answer
     ranges: list[str | None] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # "METHOD path", in order
+    delay_s: float = 0.0  # wait before answering (a slow link: transfers overlap)
 
 
 @contextmanager
@@ -54,6 +56,7 @@ def serving(files: dict[str, bytes]) -> Iterator[StandIn]:
                 return
             requested = self.headers.get("Range")
             state.ranges.append(requested)
+            time.sleep(state.delay_s)
             start = int(requested.removeprefix("bytes=").rstrip("-")) if requested else 0
             body = data[start:]
             self.send_response(206 if requested else 200)

@@ -97,3 +97,18 @@ def test_the_download_url_comes_from_the_command_line_else_ini_else_the_environm
     assert resolved("off", "https://ini.example", None) is None
     with pytest.raises(MedprobeUsageError, match="--medprobe-medmnist-url / ini medprobe_medmnist_url: got 'ftp"):
         resolved("ftp://old.example", None, None)
+
+
+def test_two_processes_sharing_a_data_folder_download_the_file_once(stand_in: StandIn, tmp_path: Path) -> None:
+    import functools
+    import multiprocessing
+
+    data = stand_in.files["breastmnist.npz"]
+    stand_in.delay_s = 3.0  # slow enough that, unlocked, both transfers would be under way at once
+    target = tmp_path / "breastmnist.npz"
+    context = multiprocessing.get_context("spawn")  # fresh interpreters, as two users' runs would be
+    with context.Pool(2) as pool:
+        quiet = functools.partial(download, progress=False)
+        pool.starmap(quiet, [(f"{stand_in.url}/breastmnist.npz", target, _md5(data))] * 2)
+    assert target.read_bytes() == data
+    assert stand_in.ranges == [None]  # one transfer: the second process waited, then found the file
