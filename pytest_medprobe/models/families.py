@@ -18,6 +18,7 @@ from pytest_medprobe.models.aya_vision import AyaVisionAdapter
 from pytest_medprobe.models.base import FamilyAdapter
 from pytest_medprobe.models.gemma3n import Gemma3nAdapter
 from pytest_medprobe.models.gemma4 import Gemma4Adapter
+from pytest_medprobe.models.glm4v import Glm4vAdapter
 from pytest_medprobe.models.idefics3 import Idefics3Adapter
 from pytest_medprobe.models.internvl import InternVLAdapter
 from pytest_medprobe.models.lfm2_vl import Lfm2VlAdapter
@@ -39,13 +40,14 @@ FAMILY_FILES: tuple[type[FamilyAdapter], ...] = (
     AyaVisionAdapter,
     Gemma4Adapter,
     Gemma3nAdapter,
+    Glm4vAdapter,
 )
 # config.json model_type -> the adapter class of its family file
 ADAPTERS: dict[str, type[FamilyAdapter]] = {
     model_type: adapter for adapter in FAMILY_FILES for model_type in adapter.model_types
 }
 # Model types audited end to end by our tests with no family file (tests/families).
-STRUCTURAL_TESTED: tuple[str, ...] = ("llava", "paligemma", "gemma3", "qwen2_vl", "qwen2_5_vl")
+STRUCTURAL_TESTED: tuple[str, ...] = ("llava", "paligemma", "gemma3", "qwen2_vl", "qwen2_5_vl", "qwen3_5")
 
 
 def image_text_to_text_model_types() -> frozenset[str]:

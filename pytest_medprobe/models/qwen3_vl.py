@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 class Qwen3VLAdapter(FamilyAdapter):
     family = "qwen3_vl"
-    model_types = ("qwen3_vl",)
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
 
     def side_connectors(self, model: nn.Module) -> Sequence[tuple[int, nn.Module]]:
         visual = attribute_path(model, self.layout(model).vision_tower)

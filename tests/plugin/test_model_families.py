@@ -35,6 +35,9 @@ FAMILY_MODULES = (
     "tiny_gemma4",
     "tiny_gemma3n",
     "tiny_qwen3_vl",
+    "tiny_qwen3_vl_moe",
+    "tiny_qwen3_5",
+    "tiny_glm4v",
 )
 N_AUDITS = 5  # four failure modes and health; the six regression audits skip without a baseline
 
@@ -123,10 +126,13 @@ def test_each_family_is_audited_end_to_end_from_a_checkpoint_directory(
 
 
 # Families whose vision rows are not one per image: tiles (llava_next, llava_onevision,
-# idefics3, aya_vision, lfm2_vl), packed patches (qwen2_vl, mistral3), padded patch rows
-# and pooled soft tokens (lfm2_vl, gemma4).
+# idefics3, aya_vision, lfm2_vl), packed patches (qwen2_vl, qwen3_vl with its deepstack
+# mergers, qwen3_5, glm4v, mistral3), padded patch rows and pooled soft tokens (lfm2_vl, gemma4).
 ROW_MAPPED_FAMILIES = (
     "tiny_qwen2_vl",
+    "tiny_qwen3_vl",
+    "tiny_qwen3_5",
+    "tiny_glm4v",
     "tiny_llava_next",
     "tiny_idefics3",
     "tiny_llava_onevision",
@@ -153,7 +159,8 @@ def test_a_tiled_family_pools_each_image_over_its_own_tiles(
     question = "What does this dermatoscopy image show? Options: (A) round (B) ring Answer with the letter."
     together = extract_split(loaded, images, question, 2, batch_size=3, progress=False)
     alone = [extract_split(loaded, [image], question, 2, batch_size=1, progress=False) for image in images]
-    for stage in ("vision.0", "vision", "connector"):
+    side_connectors = [stage for stage in together.stages if stage.startswith("connector.")]
+    for stage in ("vision.0", "vision", "connector", *side_connectors):
         separate = np.concatenate([split.stages[stage] for split in alone])
         np.testing.assert_allclose(
             together.stages[stage], separate, rtol=1e-4, atol=1e-5, err_msg=f"{module_name} {stage}"
