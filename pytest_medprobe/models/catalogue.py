@@ -107,12 +107,75 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "reasoning model on Qwen2-VL-2B: it thinks before answering, so its answers are generated",
         answer_mode=GENERATE,
     ),
+    # The Qwen3-VL generation (2025-26). Hub ids and bases are read off each model card
+    # (the "base_model" field, or the loading code of its Quick Start); parameter counts
+    # are those of the Qwen3-VL base the card names, since fine-tuning keeps the shapes:
+    # Qwen3-VL-2B ≈ 2.1B, -4B 4.44B, -8B 8.77B, -30B-A3B ≈ 31.1B (Qwen's model cards
+    # as quoted by third-party pages; the hub itself could not be browsed from here).
+    # "unconfirmed" marks what no page we could read stated outright.
+    CatalogueEntry(
+        "medmo-4b",
+        "MBZUAI/MedMO-4B",  # card loads it with Qwen3VLForConditionalGeneration
+        "qwen3_vl",
+        4.44,
+        "MedMO (MBZUAI, 2026) on Qwen3-VL-4B; grounding and VQA; size from the Qwen3-VL-4B base (unconfirmed)",
+    ),
+    CatalogueEntry(
+        "medmo-8b-next",
+        "MBZUAI/MedMO-8B-Next",
+        "qwen3_vl",
+        8.77,
+        "MedMO-8B-Next (MBZUAI, 2026), the latest MedMO; base Qwen3-VL-8B (family and size unconfirmed: "
+        "the card we read shows no config)",
+    ),
+    CatalogueEntry(
+        "healthgpt-pro-4b",
+        "lintw/HealthGPT-Pro-4B",  # card: base_model Qwen/Qwen3-VL-4B-Instruct
+        "qwen3_vl",
+        4.44,
+        "HealthGPT-Pro (ZJU, 2026) on Qwen3-VL-4B-Instruct; not the original HealthGPT (Phi + H-LoRA custom code)",
+    ),
+    CatalogueEntry(
+        "healthgpt-pro-8b",
+        "lintw/HealthGPT-Pro-8B",
+        "qwen3_vl",
+        8.77,
+        "HealthGPT-Pro 8B on Qwen3-VL-8B (base named by the project README; size unconfirmed)",
+    ),
+    CatalogueEntry(
+        "medix-r1-2b",
+        "MBZUAI/MediX-R1-2B",  # card: base_model Qwen/Qwen3-VL-2B-Instruct
+        "qwen3_vl",
+        2.13,
+        "MediX-R1 (MBZUAI, 2026), RL-tuned reasoning model: thinks in <think> blocks, so its answers are "
+        "generated; size from the Qwen3-VL-2B base (unconfirmed)",
+        answer_mode=GENERATE,
+    ),
+    CatalogueEntry(
+        "medix-r1-8b",
+        "MBZUAI/MediX-R1-8B",
+        "qwen3_vl",
+        8.77,
+        "MediX-R1 8B reasoning model (answers generated); base Qwen3-VL-8B (unconfirmed)",
+        answer_mode=GENERATE,
+    ),
+    CatalogueEntry(
+        "medix-r1-30b",
+        "MBZUAI/MediX-R1-30B",  # card: base_model Qwen/Qwen3-VL-30B-A3B-Instruct
+        "qwen3_vl_moe",
+        31.1,
+        "MediX-R1 30B reasoning model on the Qwen3-VL-30B-A3B mixture of experts (3B active; all weights "
+        "are loaded); size unconfirmed",
+        answer_mode=GENERATE,
+    ),
     CatalogueEntry("bimedix2", "MBZUAI/BiMediX2-8B-hf", "llava", 8.0, "BiMediX2 (Llama-3.1-8B), the -hf repository"),
     CatalogueEntry("medvision-v0-7b", "YongchengYAO/MedVision-V0-7B", "qwen2_5_vl", 8.3, "MedVision on Qwen2.5-VL"),
     # General-purpose baselines medical papers compare against; one per supported family.
     CatalogueEntry(
         "qwen2.5-vl-7b-instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", 8.3, "baseline", medical=False
     ),
+    CatalogueEntry("qwen3-vl-4b-instruct", "Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", 4.44, "baseline", medical=False),
+    CatalogueEntry("qwen3-vl-8b-instruct", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", 8.77, "baseline", medical=False),
     CatalogueEntry("qwen2-vl-2b-instruct", "Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", 2.2, "baseline", medical=False),
     CatalogueEntry("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 7.1, "baseline", medical=False),
     CatalogueEntry(

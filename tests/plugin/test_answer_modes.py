@@ -51,6 +51,7 @@ def test_unparseable_answers_count_as_wrong_and_the_report_shows_how_many_and_so
     ("model", "chosen", "expected"),
     [
         ("medvlm-r1", None, "generate"),  # reasoning models of the catalogue think before answering
+        ("medix-r1-2b", None, "generate"),
         ("medvlm-r1=/models/medvlm-r1", None, "generate"),  # NAME=DIR keeps the entry's preference
         ("medgemma-4b-it", None, "letter-logits"),
         ("tiny-llava", None, "letter-logits"),

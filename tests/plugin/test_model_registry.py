@@ -54,7 +54,14 @@ def test_the_listing_names_every_medical_model_with_hub_id_family_and_local_avai
             "*medgemma-4b-it *gemma3*no*google/medgemma-4b-it*",
             "*llava-med *llava*yes*chaoyinshe/llava-med-v1.5-mistral-7b-hf*",
             "*medvlm-r1 *qwen2_vl*generate*",
+            "*medmo-4b *qwen3_vl* 8.9 *no*letter-logits*MBZUAI/MedMO-4B*",
+            "*medmo-8b-next *qwen3_vl*17.5*MBZUAI/MedMO-8B-Next*",
+            "*healthgpt-pro-4b *qwen3_vl* 8.9 *lintw/HealthGPT-Pro-4B*",
+            "*healthgpt-pro-8b *qwen3_vl*17.5*lintw/HealthGPT-Pro-8B*",
+            "*medix-r1-2b *qwen3_vl*generate*MBZUAI/MediX-R1-2B*",
+            "*medix-r1-8b *qwen3_vl*generate*MBZUAI/MediX-R1-8B*",
             "general baselines*",
+            "*qwen3-vl-8b-instruct *qwen3_vl*17.5*Qwen/Qwen3-VL-8B-Instruct*",
             "*llama-3.2-11b-vision-instruct *mllama*",
         ]
     )
