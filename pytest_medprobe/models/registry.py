@@ -37,7 +37,6 @@ from pytest_medprobe.models.families import (
     tested_model_types,
 )
 from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
-from pytest_medprobe.models.structural import UnmappableModelError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # Small files whose content is part of a checkpoint's identity: they decide the
@@ -280,7 +279,7 @@ def _check_checkpoint(
     if usage:  # map the module tree now, so an unmappable model is refused before it loads
         try:
             map_checkpoint(directory, config, model_type, remote_code)
-        except UnmappableModelError as exc:
+        except ModelLoadError as exc:  # unmappable, or a registered adapter naming a path the model lacks
             raise error(f"{MODEL.flag} {spec!r}: {exc}") from None
     return model_type
 
