@@ -73,7 +73,7 @@ def _extract(arguments: argparse.Namespace) -> int:
     try:
         cli = {setting.dest: getattr(arguments, setting.dest) for setting in EXTRACT_SETTINGS}
         settings = resolve_settings(cli, {}, (arguments.rootdir or Path.cwd()).resolve())
-        check_sources(settings)
+        settings = check_sources(settings)
         shard = Shard.parse(arguments.shard) if arguments.shard is not None else Shard.from_environment(os.environ)
     except MedprobeUsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

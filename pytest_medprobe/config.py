@@ -80,7 +80,8 @@ MODEL = _setting(
 DATASET = _setting(
     "dataset",
     "--dataset",
-    "labelled image set: synthetic-lesions, medmnist:<flag>[_<size>], folder:<dir>, hf:<name or dir>[:<config>] "
+    "labelled image set: synthetic-lesions, medmnist:<flag>[_<size>], folder:<dir>, csv:<file>, "
+    "hf:<name or dir>[:<config>] "
     f"(repeatable); default: {DEFAULT_DATASET}",
     (DEFAULT_DATASET,),
     ini_type="linelist",
@@ -89,14 +90,32 @@ DATASET = _setting(
 IMAGE_COLUMN = _setting(
     "image_column",
     "--medprobe-image-column",
-    "the column holding the images or image paths (hf: and table datasets); default: detected",
+    "the column holding the images or image paths (csv:, hf: datasets); default: detected",
     None,
 )
 LABEL_COLUMN = _setting(
     "label_column",
     "--medprobe-label-column",
-    "the column holding the class labels (hf: and table datasets); default: detected",
+    "the column holding the class labels (csv:, hf: datasets); default: detected",
     None,
+)
+FINDING = _setting(
+    "findings",
+    "--medprobe-finding",
+    "audit one finding of a multi-label dataset (chestmnist; a CSV with one 0/1 column per finding) "
+    "as the binary task 'NAME present / absent' (repeatable: one dataset per finding)",
+    (),
+    ini_type="linelist",
+    repeatable=True,
+)
+SUBGROUP = _setting(
+    "subgroups",
+    "--medprobe-subgroup",
+    "a column whose values split the test images into subgroups (sex, age band, site, scanner); every "
+    "score is also computed per subgroup and test_subgroups gates the gap (repeatable)",
+    (),
+    ini_type="linelist",
+    repeatable=True,
 )
 DATA_ROOT = _setting("data_root", "--data-root", "folder holding dataset files (MedMNIST: ~/.medmnist)", None)
 MEDMNIST_URL = _setting(
@@ -256,12 +275,21 @@ MAX_SEMANTIC_GAP = _setting(
     0.10,
 )
 MIN_HEALTH = _setting("min_health", "--min-health", "the health audit fails below this health; default 0.6", 0.6)
+MAX_SUBGROUP_GAP = _setting(
+    "max_subgroup_gap",
+    "--max-subgroup-gap",
+    "test_subgroups fails when the worst subgroup's health or failure-mode statistic is worse than "
+    "the overall one by more than this; default 0.10",
+    0.10,
+)
 
 SETTINGS: tuple[Setting, ...] = (
     MODEL,
     DATASET,
     IMAGE_COLUMN,
     LABEL_COLUMN,
+    FINDING,
+    SUBGROUP,
     DATA_ROOT,
     MEDMNIST_URL,
     DEVICE,
@@ -292,6 +320,7 @@ SETTINGS: tuple[Setting, ...] = (
     MAX_LLM_LOSS,
     MAX_SEMANTIC_GAP,
     MIN_HEALTH,
+    MAX_SUBGROUP_GAP,
 )
 THRESHOLD_SETTINGS: tuple[Setting, ...] = (
     MIN_VISION_GAIN,
@@ -301,6 +330,7 @@ THRESHOLD_SETTINGS: tuple[Setting, ...] = (
     MAX_LLM_LOSS,
     MAX_SEMANTIC_GAP,
     MIN_HEALTH,
+    MAX_SUBGROUP_GAP,
 )
 
 
@@ -320,6 +350,7 @@ class Thresholds:
     max_llm_loss: float = 0.10
     max_semantic_gap: float = 0.10
     min_health: float = 0.6
+    max_subgroup_gap: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -354,6 +385,8 @@ class MedprobeSettings:
     image_column: str | None = None
     label_column: str | None = None
     offline: bool = False
+    findings: tuple[str, ...] = ()
+    subgroups: tuple[str, ...] = ()
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -436,6 +469,13 @@ def _parse_names(setting: Setting, raw: object) -> tuple[str, ...]:
     if not names:
         raise _usage(setting, raw, "at least one name")
     return tuple(dict.fromkeys(names))  # repeated values audit once
+
+
+def _parse_optional_names(raw: object) -> tuple[str, ...]:
+    """A repeatable setting that may be empty: stripped, de-duplicated, in the order given."""
+    if isinstance(raw, str):
+        raw = [raw]
+    return tuple(dict.fromkeys(str(item).strip() for item in raw or () if str(item).strip()))  # type: ignore[attr-defined]
 
 
 def _parse_column(raw: object) -> str | None:
@@ -532,6 +572,7 @@ def resolve_settings(
         max_llm_loss=_parse_fraction(MAX_LLM_LOSS, get(MAX_LLM_LOSS)),
         max_semantic_gap=_parse_fraction(MAX_SEMANTIC_GAP, get(MAX_SEMANTIC_GAP)),
         min_health=_parse_fraction(MIN_HEALTH, get(MIN_HEALTH)),
+        max_subgroup_gap=_parse_fraction(MAX_SUBGROUP_GAP, get(MAX_SUBGROUP_GAP)),
     )
     _check_consistent(thresholds)
     offline = _parse_bool(OFFLINE, get(OFFLINE))
@@ -567,4 +608,6 @@ def resolve_settings(
         if offline
         else _parse_medmnist_url(get(MEDMNIST_URL), os.environ if environ is None else environ),
         offline=offline,
+        findings=_parse_optional_names(get(FINDING)),
+        subgroups=_parse_optional_names(get(SUBGROUP)),
     )

@@ -319,7 +319,7 @@ def extract_features(
     (unparseable: -1, counted as wrong); the fit split's answers are never scored, so
     they stay those of the letter logits.
     """
-    question = closed_question(dataset.class_names, dataset.modality)
+    question = closed_question(dataset.class_names, dataset.modality, dataset.finding)
     splits = {}
     for split, images in (("fit", dataset.fit_images), ("test", dataset.test_images)):
         splits[split] = extract_split(

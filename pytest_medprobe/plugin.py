@@ -30,7 +30,7 @@ from pytest_medprobe.config import (
     setting_names,
 )
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
-from pytest_medprobe.session import AuditSession, Pair, PairResult, share_cpu_threads
+from pytest_medprobe.session import AuditSession, Pair, PairResult, check_datasets, share_cpu_threads
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel
     from pytest_medprobe.report.outputs import RunOutputs
+    from pytest_medprobe.subgroups import SubgroupReport
 
 PAIR_FIXTURE = "medprobe_pair"
 MARKER = "medprobe"
@@ -127,7 +128,6 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     cli = {setting.dest: config.getoption(setting.option_dest) for setting in SETTINGS}
     ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
     settings = resolve_settings(cli, ini, config.rootpath)
-    from pytest_medprobe.data import check_dataset_spec, dataset_options
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
@@ -137,11 +137,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
             f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "
             "given; run them separately, each with its label."
         )
-    for dataset in settings.datasets:
-        check_dataset_spec(
-            dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=dataset_options(settings)
-        )
-    return settings
+    return check_datasets(settings)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -296,6 +292,27 @@ def verdicts(medprobe_result: PairResult) -> AuditVerdicts:
             check_verdict(verdicts.connector_fidelity)
     """
     return medprobe_result.verdicts
+
+
+@pytest.fixture(scope="session")
+def subgroups(request: pytest.FixtureRequest, medprobe_pair: Pair) -> SubgroupReport:
+    """Every score, health and failure-mode statistic per subgroup value (``--medprobe-subgroup``),
+    and ``subgroups.verdict``, the gap audit. Skips when no subgroup is configured, or the
+    dataset has no columns.
+
+    Example::
+
+        def test_no_site_is_below_080(subgroups):
+            assert all(g.health.health >= 0.8 for g in subgroups.groups if g.column == "site")
+    """
+    from pytest_medprobe.subgroups import NOT_CONFIGURED
+
+    if not request.config.stash[SESSION_KEY].settings.subgroups:
+        pytest.skip(NOT_CONFIGURED)
+    result = _pair_result(request, medprobe_pair)
+    if result.subgroups is None:
+        pytest.skip(f"{medprobe_pair.dataset} has no columns to take subgroups from (csv: datasets have)")
+    return result.subgroups
 
 
 @pytest.fixture(scope="session")

@@ -173,6 +173,59 @@ def build_probe_curve(
     ``fit_features[stage]`` is ``[n_fit, d]``, ``test_features[stage]`` ``[n_test, d]``;
     ``answers`` is ``[n_test]``, the option index the model chose (-1 for none).
     """
+    curve, _ = build_probe_curve_with_predictions(
+        fit_features, test_features, fit_labels, test_labels, answers, pixel_fit, pixel_test,
+        n_classes, stage_names, has_image_view, settings,
+    )  # fmt: skip
+    return curve
+
+
+def curve_from_predictions(
+    predictions: Mapping[str, np.ndarray],
+    test_labels: np.ndarray,
+    counts: np.ndarray,
+    n_classes: int,
+    stage_names: Sequence[str],
+    has_image_view: bool,
+    unconverged: Sequence[str] = (),
+    n_fit: int = 0,
+) -> ProbeCurve:
+    """The curve of test predictions ``predictions[stage]: [n]`` (every stage, answer and pixels),
+    bootstrapped on ``counts: [B, n]``; the scoring half of ``build_probe_curve``.
+
+    Subgroups reuse it: the probes fit on the whole fit split, their predictions on one
+    subgroup's test images scored alone (subgroups.py).
+    """
+    test_y = np.asarray(test_labels, dtype=np.int64)
+    scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}
+    samples = {name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes) for name, pred in predictions.items()}
+    return ProbeCurve(
+        stage_names=tuple(stage_names),
+        scores=scores,
+        bootstrap=samples,
+        n_classes=n_classes,
+        has_image_view=has_image_view,
+        unconverged=tuple(unconverged),
+        n_fit=n_fit,
+        n_test=len(test_y),
+    )
+
+
+def build_probe_curve_with_predictions(
+    fit_features: Mapping[str, np.ndarray],
+    test_features: Mapping[str, np.ndarray],
+    fit_labels: np.ndarray,
+    test_labels: np.ndarray,
+    answers: np.ndarray,
+    pixel_fit: np.ndarray,
+    pixel_test: np.ndarray,
+    n_classes: int,
+    stage_names: Sequence[str],
+    has_image_view: bool,
+    settings: ProbeSettings,
+) -> tuple[ProbeCurve, dict[str, np.ndarray]]:
+    """``build_probe_curve``, also returning the test predictions of every stage, the answer
+    and the pixel baseline (``[n_test]`` each), which subgroups are scored from."""
     fit_y = np.asarray(fit_labels, dtype=np.int64)
     test_y = np.asarray(test_labels, dtype=np.int64)
     answers = np.asarray(answers, dtype=np.int64)
@@ -202,15 +255,7 @@ def build_probe_curve(
     unconverged = [name for name, (_, converged) in fitted.items() if not converged]
     predictions[stages.ANSWER] = answers
     counts = bootstrap_counts(len(test_y), settings.n_bootstrap, settings.seed)
-    scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}
-    samples = {name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes) for name, pred in predictions.items()}
-    return ProbeCurve(
-        stage_names=names,
-        scores=scores,
-        bootstrap=samples,
-        n_classes=n_classes,
-        has_image_view=has_image_view,
-        unconverged=tuple(unconverged),
-        n_fit=len(fit_y),
-        n_test=len(test_y),
+    curve = curve_from_predictions(
+        predictions, test_y, counts, n_classes, names, has_image_view, unconverged, n_fit=len(fit_y)
     )
+    return curve, predictions

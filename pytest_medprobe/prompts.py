@@ -8,6 +8,8 @@ from typing import Any
 from pytest_medprobe.errors import DatasetError, ExtractionError
 
 QUESTION_TEMPLATE = "What does this {modality} image show? Options: {options} Answer with the letter."
+# One finding of a multi-label set (ChestMNIST's effusion, say) as a binary question.
+FINDING_TEMPLATE = "Is there {finding} in this {modality} image? Options: {options} Answer with the letter."
 MAX_OPTIONS = 26
 
 
@@ -20,10 +22,16 @@ def option_letters(n_classes: int) -> tuple[str, ...]:
     return tuple(chr(ord("A") + index) for index in range(n_classes))
 
 
-def closed_question(class_names: Sequence[str], modality: str) -> str:
-    """The question text, before the model's chat template wraps it."""
+def closed_question(class_names: Sequence[str], modality: str, finding: str | None = None) -> str:
+    """The question text, before the model's chat template wraps it.
+
+    With ``finding``, the question asks about that finding and ``class_names`` are its
+    two answers (absent, present).
+    """
     letters = option_letters(len(class_names))
     options = " ".join(f"({letter}) {name}" for letter, name in zip(letters, class_names))
+    if finding is not None:
+        return FINDING_TEMPLATE.format(finding=finding, modality=modality, options=options)
     return QUESTION_TEMPLATE.format(modality=modality, options=options)
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import AuditVerdicts
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel, ModelSource
+    from pytest_medprobe.subgroups import SubgroupReport
 
 POOLING = "mean-over-tokens/v2"  # part of the cache key: change it when pooling changes
 
@@ -69,6 +70,7 @@ class PairResult:
     curve: ProbeCurve
     health: HealthScores
     verdicts: AuditVerdicts
+    subgroups: SubgroupReport | None = None  # with --medprobe-subgroup, on a dataset with columns
 
 
 class AuditSession:
@@ -149,7 +151,7 @@ class AuditSession:
         parts: dict[str, object] = {
             "model": self.source(pair.model).fingerprint,
             "dataset": dataset.fingerprint,
-            "question": closed_question(dataset.class_names, dataset.modality),
+            "question": closed_question(dataset.class_names, dataset.modality, dataset.finding),
             "pooling": POOLING,
             "dtype": self.settings.dtype,
         }
@@ -218,11 +220,11 @@ class AuditSession:
         from pytest_medprobe.data.base import pixel_features
         from pytest_medprobe.failure_modes import evaluate
         from pytest_medprobe.health import compute_health
-        from pytest_medprobe.probes import ProbeSettings, build_probe_curve
+        from pytest_medprobe.probes import ProbeSettings, build_probe_curve_with_predictions
 
         dataset = self.dataset(pair.dataset)
         bank, provenance = self.features(pair)
-        curve = build_probe_curve(
+        curve, predictions = build_probe_curve_with_predictions(
             fit_features=bank.fit.stages,
             test_features=bank.test.stages,
             fit_labels=dataset.fit_labels,
@@ -242,6 +244,20 @@ class AuditSession:
         )
         health = compute_health(curve)
         verdicts = evaluate(curve, health, self.settings.thresholds, self.settings.decision)
+        subgroups = None
+        if dataset.test_subgroups:
+            from pytest_medprobe.subgroups import subgroup_report
+
+            subgroups = subgroup_report(
+                predictions,
+                dataset.test_labels,
+                dataset.test_subgroups,
+                curve,
+                n_bootstrap=self.settings.n_bootstrap,
+                seed=self.settings.seed,
+                max_gap=self.settings.thresholds.max_subgroup_gap,
+                decision=self.settings.decision,
+            )
         self._results[pair] = PairResult(
             pair=pair,
             source=self.source(pair.model),
@@ -251,6 +267,7 @@ class AuditSession:
             curve=curve,
             health=health,
             verdicts=verdicts,
+            subgroups=subgroups,
         )
         return self._results[pair]
 
@@ -314,14 +331,32 @@ def share_cpu_threads(processes: int, environ: MutableMapping[str, str] = os.env
     return threads
 
 
-def check_sources(settings: MedprobeSettings) -> None:
-    """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``)."""
-    from pytest_medprobe.data import check_dataset_spec, dataset_options
+def check_datasets(settings: MedprobeSettings) -> MedprobeSettings:
+    """Check every ``--dataset`` before anything loads (``MedprobeUsageError``); returns the
+    settings with each multi-label dataset expanded into one task per ``--medprobe-finding``."""
+    from dataclasses import replace
+
+    from pytest_medprobe.config import SUBGROUP
+    from pytest_medprobe.data import check_dataset_spec, dataset_options, expand_findings, has_columns
+    from pytest_medprobe.errors import MedprobeUsageError
+
+    options = dataset_options(settings)
+    datasets = expand_findings(settings.datasets, settings.findings, settings.data_root, options)
+    for dataset in datasets:
+        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=options)
+    if settings.subgroups and not any(map(has_columns, datasets)):
+        raise MedprobeUsageError(
+            f"{SUBGROUP.flag}={', '.join(settings.subgroups)}: subgroups are columns of a csv: dataset, and "
+            f"none of the datasets ({', '.join(datasets)}) has columns."
+        )
+    return replace(settings, datasets=datasets)
+
+
+def check_sources(settings: MedprobeSettings) -> MedprobeSettings:
+    """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``);
+    returns the settings with the run's dataset tasks (``check_datasets``)."""
     from pytest_medprobe.models.registry import check_model_spec
 
     for model in settings.models:
         check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
-    for dataset in settings.datasets:
-        check_dataset_spec(
-            dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=dataset_options(settings)
-        )
+    return check_datasets(settings)

@@ -55,6 +55,7 @@ from pytest_medprobe.config import (
     PROBE_C,
     SAVE_BASELINE,
     SETTINGS,
+    SUBGROUP,
     THRESHOLD_SETTINGS,
     TOLERANCE,
     MedprobeSettings,
@@ -83,6 +84,7 @@ AUDIT_ONLY: tuple[Setting, ...] = (
     BASELINE_REQUIRED,
     LABEL,
     TOLERANCE,
+    SUBGROUP,  # subgroups only split the scoring of the test split
     *THRESHOLD_SETTINGS,
 )
 EXTRACT_SETTINGS: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting not in AUDIT_ONLY)

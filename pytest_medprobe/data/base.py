@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -47,6 +47,13 @@ class ProbeDataset:
     # What a reader did that the user should know about, said once in the report (e.g. the
     # middle frame taken from multi-frame DICOM files).
     notes: tuple[str, ...] = ()
+    # A binary "finding present / absent" task cut from a multi-label set: the question
+    # names the finding (prompts.closed_question), class_names are FINDING_CLASSES.
+    finding: str | None = None
+    # Subgroup column -> its value for each test image (``[n_test]`` strings): scores are
+    # also computed per value (subgroups.py). Not part of the fingerprint: it never changes
+    # which images are read nor what the model sees.
+    test_subgroups: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split, images, labels in (
@@ -59,6 +66,12 @@ class ProbeDataset:
                     "every image needs exactly one label."
                 )
         validate_labels(self.fit_labels, self.test_labels, self.class_names, self.name)
+        for column, values in self.test_subgroups.items():
+            if len(values) != len(self.test_labels):
+                raise DatasetError(
+                    f"{self.name}: subgroup column {column!r} has {len(values)} values for "
+                    f"{len(self.test_labels)} test images; every test image needs one value."
+                )
 
     @property
     def n_classes(self) -> int:
@@ -75,13 +88,32 @@ class ProbeDataset:
 
 @dataclass(frozen=True)
 class DatasetOptions:
-    """What the user said about reading datasets: their columns (Hugging Face and table
-    datasets; ``None`` means "detect it"), and whether anything may be downloaded.
+    """What the user said about reading datasets: their columns (CSV and Hugging Face
+    datasets; ``None`` means "detect it"), the columns scores are split by (``subgroups``),
+    and whether anything may be downloaded.
     """
 
     image_column: str | None = None
     label_column: str | None = None
     offline: bool = False  # hf: hub datasets come from the local cache only
+    subgroups: tuple[str, ...] = ()
+
+
+FINDING_CLASSES = ("absent", "present")  # label 0 / 1 of a finding task
+FINDING_SEPARATOR = "#"  # medmnist:chestmnist#effusion: the effusion task of ChestMNIST
+
+
+def finding_task(spec: str, finding: str | None) -> str:
+    """The dataset spec of one finding of a multi-label set (``spec`` itself without one)."""
+    return spec if finding is None else f"{spec}{FINDING_SEPARATOR}{finding}"
+
+
+def split_finding(spec: str) -> tuple[str, str | None]:
+    """``medmnist:chestmnist#effusion`` -> (``medmnist:chestmnist``, ``effusion``)."""
+    base, separator, finding = spec.rpartition(FINDING_SEPARATOR)
+    if not separator or not base or "/" in finding:
+        return spec, None
+    return base, finding.strip() or None
 
 
 def as_image_sequence(images: np.ndarray) -> Sequence[np.ndarray]:

@@ -1,11 +1,12 @@
 """``medmnist:<flag>[_<size>]``: MedMNIST ``.npz`` files, on disk or downloaded when missing.
 
 Owns the table of the 2D flags (official class names, ordered by label index, and the
-modality word for the prompt), the parsing of the spec, the up-front check that the file is
-there (fetching a missing one from the official record or a mirror, checked against the
-published MD5 of ``medmnist_files``), and the reading of a file: train -> fit split, test ->
-test split (val unused, as in metrics.md §2). Files are opened with ``allow_pickle=False``:
-an ``.npz`` is data, never code.
+modality word for the prompt; the findings of the multi-label chestmnist), the parsing of
+the spec, the up-front check that the file is there (fetching a missing one from the
+official record or a mirror, checked against the published MD5 of ``medmnist_files``), and
+the reading of a file: train -> fit split, test -> test split (val unused, as in metrics.md
+§2); a chestmnist file is read as the binary task of one finding. Files are opened with
+``allow_pickle=False``: an ``.npz`` is data, never code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from pytest_medprobe.config import DATA_ROOT, MEDMNIST_URL
-from pytest_medprobe.data.base import ProbeDataset, as_image_sequence, compute_fingerprint, stratified_cap
+from pytest_medprobe.data.base import (
+    FINDING_CLASSES,
+    ProbeDataset,
+    as_image_sequence,
+    compute_fingerprint,
+    finding_task,
+    stratified_cap,
+)
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.files import file_sha256
 
@@ -96,20 +104,20 @@ def parse_spec(spec: str) -> MedmnistSpec:
     if flag in FLAGS_3D:
         raise MedprobeUsageError(
             f"dataset {spec!r}: {flag} is a 3D MedMNIST flag; 3D volumes are out of scope for 2D image "
-            f"models. Use one of the 2D flags: {', '.join(MULTI_CLASS_FLAGS)}."
+            f"models. Use one of the 2D flags: {', '.join(FLAGS)}."
         )
     if flag not in FLAGS:
         raise MedprobeUsageError(f"dataset {spec!r}: unknown MedMNIST flag {flag!r}; known flags: {', '.join(FLAGS)}.")
-    if FLAGS[flag].multi_label:
-        raise MedprobeUsageError(
-            f"dataset {spec!r}: {flag} is multi-label (several findings per image); multi-label auditing "
-            f"is not supported yet. Use a multi-class flag, e.g. pneumoniamnist for chest X-rays "
-            f"(multi-class flags: {', '.join(MULTI_CLASS_FLAGS)})."
-        )
     sizes = "28 (no suffix), " + ", ".join(str(size) for size in SIZES[1:])
     if suffix and not (suffix.isdigit() and int(suffix) in SIZES):
         raise MedprobeUsageError(f"dataset {spec!r}: unknown MedMNIST size {suffix!r}; sizes: {sizes}.")
     return MedmnistSpec(flag, int(suffix) if suffix else 28)
+
+
+def findings_of(spec: str) -> tuple[str, ...] | None:
+    """The findings of a multi-label flag (chestmnist), in label-column order; None for the others."""
+    flag = FLAGS[parse_spec(spec).flag]
+    return flag.class_names if flag.multi_label else None
 
 
 def file_path(parsed: MedmnistSpec, data_root: Path | None) -> Path:
@@ -155,12 +163,23 @@ def check_spec(spec: str, data_root: Path | None, download_from: str | None = No
     )
 
 
-def _labels(archive: np.lib.npyio.NpzFile, key: str, path: Path, flag: str) -> np.ndarray:
+def _labels(archive: np.lib.npyio.NpzFile, key: str, path: Path, flag: str, finding: str | None) -> np.ndarray:
+    """Class indices ``[N]``; of a multi-label flag, the 0/1 column of ``finding``."""
     labels = np.asarray(archive[key])
+    findings = FLAGS[flag].class_names
+    if FLAGS[flag].multi_label:
+        if labels.ndim != 2 or labels.shape[1] != len(findings) or not np.isin(labels, (0, 1)).all():
+            raise DatasetError(
+                f"{path}: {key!r} has shape {labels.shape}; expected 0/1 labels of shape (N, {len(findings)}), "
+                f"one column per finding, as in the official {flag} file. Re-download the file."
+            )
+        if finding is None:  # check_spec refuses this first; a notebook caller may not have
+            raise DatasetError(f"{path}: {flag} is multi-label; choose one finding of {', '.join(findings)}.")
+        return labels[:, findings.index(finding)].astype(np.int64)
     if labels.ndim == 2 and labels.shape[1] > 1:
         raise DatasetError(
-            f"{path}: {key!r} has shape {labels.shape}, i.e. several labels per image (multi-label); "
-            "multi-label auditing is not supported yet. Use a multi-class MedMNIST flag."
+            f"{path}: {key!r} has shape {labels.shape}, i.e. several labels per image (multi-label), but "
+            f"{flag} has one label per image. Re-download the file."
         )
     if labels.ndim not in (1, 2) or not np.issubdtype(labels.dtype, np.integer):
         raise DatasetError(
@@ -230,7 +249,13 @@ def _corrupt(path: Path, what: str, exc: BaseException, file_name: str) -> Datas
 
 
 def _read_split(
-    archive: np.lib.npyio.NpzFile, split: str, path: Path, parsed: MedmnistSpec, max_samples: int | None, seed: int
+    archive: np.lib.npyio.NpzFile,
+    split: str,
+    path: Path,
+    parsed: MedmnistSpec,
+    max_samples: int | None,
+    seed: int,
+    finding: str | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images, labels and the selected row indices of one split of the file."""
     for key in (f"{split}_images", f"{split}_labels"):
@@ -241,7 +266,7 @@ def _read_split(
             )
     key = f"{split}_labels"
     try:
-        labels = _labels(archive, key, path, parsed.flag)
+        labels = _labels(archive, key, path, parsed.flag, finding)
         rows = stratified_cap(labels, max_samples, seed)
         key = f"{split}_images"
         images = _images(archive, key, rows, len(labels), path)
@@ -250,8 +275,13 @@ def _read_split(
     return images, labels[rows], rows
 
 
-def load_medmnist(spec: str, data_root: Path | None, max_samples: int | None, seed: int) -> ProbeDataset:
-    """Read the file of ``spec``; each split capped to ``max_samples`` (stratified, seed-fixed)."""
+def load_medmnist(
+    spec: str, data_root: Path | None, max_samples: int | None, seed: int, finding: str | None = None
+) -> ProbeDataset:
+    """Read the file of ``spec``; each split capped to ``max_samples`` (stratified, seed-fixed).
+
+    A multi-label flag (chestmnist) is read as the binary task of one ``finding``.
+    """
     check_spec(spec, data_root)
     parsed = parse_spec(spec)
     flag = FLAGS[parsed.flag]
@@ -269,14 +299,16 @@ def load_medmnist(spec: str, data_root: Path | None, max_samples: int | None, se
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise DatasetError(f"{path}: holds a single array, not an .npz archive. Re-download {parsed.file_name}.")
         with loaded as archive:
-            fit = _read_split(archive, "train", path, parsed, max_samples, seed)
-            test = _read_split(archive, "test", path, parsed, max_samples, seed)
+            fit = _read_split(archive, "train", path, parsed, max_samples, seed, finding)
+            test = _read_split(archive, "test", path, parsed, max_samples, seed, finding)
     stat = path.stat()
     identity = {"dataset": "medmnist", "flag": parsed.flag, "size": parsed.size, "path": str(path),
                 "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}  # fmt: skip
+    if finding is not None:
+        identity["finding"] = finding
     return ProbeDataset(
-        name=spec,
-        class_names=flag.class_names,
+        name=finding_task(spec, finding),
+        class_names=FINDING_CLASSES if flag.multi_label else flag.class_names,
         modality=flag.modality,
         fit_images=as_image_sequence(fit[0]),
         fit_labels=fit[1],
@@ -284,4 +316,5 @@ def load_medmnist(spec: str, data_root: Path | None, max_samples: int | None, se
         test_labels=test[1],
         source=str(path),
         fingerprint=compute_fingerprint(identity, fit[2], test[2]),
+        finding=finding if flag.multi_label else None,
     )

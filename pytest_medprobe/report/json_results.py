@@ -78,6 +78,8 @@ def run_record(
             "forward_passes": result.provenance.forward_passes,
         },
     }
+    if result.subgroups is not None:
+        record["subgroups"] = result.subgroups.as_dict()
     if comparison is not None:
         from pytest_medprobe.baseline import STATISTICS
 

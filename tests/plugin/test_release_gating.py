@@ -73,7 +73,7 @@ def test_two_models_and_two_datasets_run_every_audit_for_four_pairs_with_four_ex
     assert summary.count("<tr><td>") == 4
     assert len(re.findall(r'class="medprobe-overlay"', summary)) == 2  # one overlay per dataset
     blob = json.loads(unescape(re.search(r'data-jsonblob="([^"]*)"', html).group(1)))
-    assert len(blob["tests"]) == 4 * 5 + 4 * 6  # the regression audits skip without a baseline
+    assert len(blob["tests"]) == 4 * 5 + 4 * 7  # regression (no baseline) and subgroups (no column) skip
 
 
 def _gate(pytester: pytest.Pytester, cache: Path, *args: str) -> pytest.RunResult:
@@ -85,7 +85,7 @@ def test_a_degraded_model_fails_the_regression_audits_and_the_release_passes_aga
 ) -> None:
     _copy_audits(pytester)
     saved = _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json")
-    saved.assert_outcomes(passed=5, skipped=6)
+    saved.assert_outcomes(passed=5, skipped=7)
     entries = json.loads((pytester.path / "base.json").read_text())["entries"]
     [(key, entry)] = entries.items()
     assert key.startswith("medprobe-tiny|") and key.endswith("|test")
@@ -94,7 +94,7 @@ def test_a_degraded_model_fails_the_regression_audits_and_the_release_passes_aga
     assert len(entry["statistics"]["health"]["samples"]) == 200
 
     same = _gate(pytester, shared_cache, "--medprobe-baseline=base.json", "-k", "regression")
-    same.assert_outcomes(passed=6, deselected=5)
+    same.assert_outcomes(passed=6, deselected=6)
 
     degraded = _gate(
         pytester,
@@ -128,12 +128,12 @@ def test_a_missing_baseline_entry_skips_by_default_and_fails_when_required(
     _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json", "-k", "health")
     other_line = ["--model=tiny-llava", "--medprobe-label=other-line", "--medprobe-baseline=base.json"]
     skipped = _gate(pytester, shared_cache, *other_line, "-k", "regression")
-    skipped.assert_outcomes(skipped=6, deselected=5)
+    skipped.assert_outcomes(skipped=6, deselected=6)
     skipped.stdout.fnmatch_lines(
         ["*no baseline entry for tiny-llava × synthetic-lesions*--medprobe-baseline-required*"]
     )
     required = _gate(pytester, shared_cache, *other_line, "--medprobe-baseline-required", "-k", "regression")
-    required.assert_outcomes(errors=6, deselected=5)
+    required.assert_outcomes(errors=6, deselected=6)
     required.stdout.fnmatch_lines(["*no baseline entry*--medprobe-baseline-required is set*"])
 
 
@@ -162,7 +162,7 @@ def test_a_new_checkpoint_folder_is_compared_with_the_only_release_line_without_
     candidate = shutil.copytree(tiny_llava_dir, pytester.path / "candidate-checkpoint")
     _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
     result = _gate(pytester, shared_cache, f"--model={candidate}", "--medprobe-baseline=base.json", "-k", "regression")
-    result.assert_outcomes(passed=6, deselected=5)  # the same weights as the saved release
+    result.assert_outcomes(passed=6, deselected=6)  # the same weights as the saved release
 
 
 def test_several_release_lines_without_a_label_is_an_error_that_asks_for_one(
@@ -173,7 +173,7 @@ def test_several_release_lines_without_a_label_is_an_error_that_asks_for_one(
     _gate(pytester, shared_cache, "--model=tiny-llava", "--medprobe-save-baseline=base.json", "-k", "health")
     candidate = shutil.copytree(tiny_llava_dir, pytester.path / "candidate-checkpoint")
     result = _gate(pytester, shared_cache, f"--model={candidate}", "--medprobe-baseline=base.json", "-k", "regression")
-    result.assert_outcomes(errors=6, deselected=5)
+    result.assert_outcomes(errors=6, deselected=6)
     result.stdout.fnmatch_lines(["*several release lines*medprobe-tiny, tiny-llava*--medprobe-label*"])
 
 

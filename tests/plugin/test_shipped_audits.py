@@ -13,8 +13,9 @@ import pytest
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
 AUDIT_NAMES = tuple(sorted(path.stem for path in AUDITS_DIR.glob("test_*.py")))
-# The failure-mode and health audits; test_regression skips without a baseline.
-VERDICT_AUDITS = tuple(name for name in AUDIT_NAMES if name != "test_regression")
+# The failure-mode and health audits; test_regression skips without a baseline, test_subgroups
+# without --medprobe-subgroup.
+VERDICT_AUDITS = tuple(name for name in AUDIT_NAMES if name not in ("test_regression", "test_subgroups"))
 
 MODES = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping", "health")
 
@@ -36,7 +37,7 @@ def test_every_audit_passes_on_the_default_reference_model(
     result = shipped_audits.runpytest("-v", *fast_options)
     for name in VERDICT_AUDITS:
         result.stdout.fnmatch_lines([f"*{name}.py::{name}[[]medprobe-tiny-synthetic-lesions[]] PASSED*"])
-    result.assert_outcomes(passed=5, skipped=6)  # healthy; no baseline given for the regression audits
+    result.assert_outcomes(passed=5, skipped=7)  # healthy; no baseline (regression), no subgroup column
     result.stdout.fnmatch_lines(
         ["*medprobe summary*", "model*dataset*health*root cause*", "medprobe-tiny*synthetic-lesions*pass*none*"]
     )
@@ -56,9 +57,9 @@ def test_thresholds_decide_pass_and_fail_with_a_message_naming_stage_numbers_and
         "-k",
         "not regression and not visual",
     )
-    lenient.assert_outcomes(passed=4, deselected=7)
+    lenient.assert_outcomes(passed=4, skipped=1, deselected=7)  # test_subgroups: no subgroup column
     strict = shipped_audits.runpytest(*fast_options, "--min-health=1", "-k", "test_health")
-    strict.assert_outcomes(failed=1, deselected=10)
+    strict.assert_outcomes(failed=1, deselected=11)
     strict.stdout.fnmatch_lines(["*health: *< min 1.000*weakest*--medprobe-min-health / ini medprobe_min_health to *"])
 
 

@@ -23,7 +23,7 @@ from pytest_medprobe.data.base import (
     to_rgb_uint8,
     validate_labels,
 )
-from pytest_medprobe.data.medmnist import FLAGS, MULTI_CLASS_FLAGS
+from pytest_medprobe.data.medmnist import FLAGS
 from pytest_medprobe.data.synthetic import CLASS_NAMES, make_synthetic_lesions, render_lesion
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
@@ -351,10 +351,10 @@ def test_an_unknown_medmnist_size_lists_the_sizes() -> None:
         check_dataset_spec("medmnist:breastmnist_32", None)
 
 
-def test_chestmnist_is_refused_as_multi_label_suggesting_a_multi_class_flag() -> None:
-    with pytest.raises(MedprobeUsageError, match="multi-label auditing is not supported yet") as excinfo:
+def test_chestmnist_without_a_finding_is_refused_listing_its_findings() -> None:
+    with pytest.raises(MedprobeUsageError, match="multi-label.*--medprobe-finding=NAME") as excinfo:
         check_dataset_spec("medmnist:chestmnist", None)
-    assert "pneumoniamnist" in str(excinfo.value)
+    assert all(finding in str(excinfo.value) for finding in FLAGS["chestmnist"].class_names)
 
 
 def test_a_3d_medmnist_flag_is_refused_as_out_of_scope() -> None:
@@ -367,7 +367,7 @@ def test_an_unknown_dataset_lists_the_known_forms() -> None:
         check_dataset_spec("imagenet", None)
     message = str(excinfo.value)
     assert "'imagenet'" in message and all(form in message for form in KNOWN_DATASETS)
-    assert all(flag in KNOWN_DATASETS[1] for flag in MULTI_CLASS_FLAGS)
+    assert all(flag in KNOWN_DATASETS[1] for flag in FLAGS)
 
 
 def test_a_truncated_medmnist_file_is_a_dataset_error_naming_the_file(tmp_path: Path) -> None:
