@@ -19,6 +19,7 @@ from pytest_medprobe.report.json_results import answer_mode_record
 if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import Verdict
     from pytest_medprobe.session import PairResult
+    from pytest_medprobe.subgroups import SubgroupReport
 
 
 def _fmt(value: float | None) -> str:
@@ -60,6 +61,33 @@ def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
             f"(counted as wrong){'<ul>' + examples + '</ul>' if examples else ''}</td><td></td></tr>"
         )
     return '<table class="medprobe">' + "".join(rows) + "</table>"
+
+
+def subgroup_table(report: SubgroupReport) -> str:
+    """Every subgroup value: its size, key scores and health with intervals, and its worst gap."""
+    header = (
+        "<tr><th>subgroup</th><th>n test</th><th>vision</th><th>connector</th><th>last layer @answer</th>"
+        "<th>answer</th><th>health</th><th>worst gap to overall</th><th>verdict</th></tr>"
+    )
+    rows = []
+    for group in report.groups:
+        curve = group.curve
+        scores = "".join(
+            f"<td>{_fmt(curve.score(stage))} ({_fmt(curve.interval(stage)[0])}–{_fmt(curve.interval(stage)[1])})</td>"
+            for stage in ("vision", "connector", curve.last_layer_answer, "answer")
+        )
+        worst = max(group.gaps, key=lambda gap: gap.gap)
+        verdict = "FAIL" if any(not gap.passed for gap in group.gaps) else "pass"
+        if not group.judged:
+            verdict += " (some gaps not judged: too few images)"
+        rows.append(
+            f"<tr><td>{escape(group.label)}</td><td>{group.n_test}</td>{scores}"
+            f"<td>{_fmt(group.health.health)} ({_fmt(group.health.low)}–{_fmt(group.health.high)})</td>"
+            f"<td>{escape(worst.title)}: {_fmt(worst.gap)} worse ({_fmt(worst.low)}–{_fmt(worst.high)})</td>"
+            f"<td>{verdict}</td></tr>"
+        )
+    caption = f"<caption>subgroups (gap allowed: {_fmt(report.max_gap)}; 95% CIs)</caption>"
+    return f'<table class="medprobe medprobe-subgroups">{caption}{header}{"".join(rows)}</table>'
 
 
 def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = False) -> str:
@@ -105,11 +133,17 @@ def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = Fals
         if trust_remote_code
         else "<p>trust_remote_code was off: only transformers' own model code ran.</p>"
     )
+    subgroups = "".join(
+        f"<h3>{escape(r.pair.model)} × {escape(r.dataset.name)}</h3>{subgroup_table(r.subgroups)}"
+        for r in results
+        if r.subgroups is not None
+    )
     return (
         '<h2>medprobe</h2><table class="medprobe">'
         + header
         + "".join(rows)
         + "</table>"
+        + subgroups
         + f"<ul>{classes}</ul>"
         + remote_code
         + "".join(plots)
@@ -159,6 +193,8 @@ class HtmlReportHooks:
             extras.png(self._plot_base64(result, verdict), name="probe curve"),
             extras.html(verdict_table(result, verdict)),
         ]
+        if verdict is not None and result.subgroups is not None and verdict is result.subgroups.verdict:
+            report.extras.append(extras.html(subgroup_table(result.subgroups)))  # type: ignore[attr-defined]
         return report
 
     def pytest_html_results_summary(

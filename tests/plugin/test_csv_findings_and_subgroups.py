@@ -9,6 +9,7 @@ subgroup gap. Both are built once per session, so their features are extracted o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_a_csv_with_a_label_spelled_two_ways_is_a_usage_error(pytester: pytest.P
 def _subgroup_run(pytester: pytest.Pytester, options: list[str], manifest: Path) -> pytest.RunResult:
     return pytester.runpytest(
         *options, *NO_CAP, f"--dataset=csv:{manifest}", "--medprobe-subgroup=site", "--medprobe-subgroup=sex",
-        "-k", "subgroups", "--medprobe-json=r.json",
+        "-k", "subgroups", "--medprobe-json=r.json", "--html=r.html", "--self-contained-html",
     )  # fmt: skip
 
 
@@ -136,6 +137,13 @@ def test_a_site_with_degraded_images_fails_test_subgroups_naming_the_site(
     failing = [gap for gap in south["gaps"] if gap["verdict"] == "fail"]
     assert failing and all(gap["judged"] and gap["gap"] > 0.1 for gap in failing)
     assert report["verdict"]["verdict"] == "fail" and "site=south" in report["verdict"]["message"]
+    html = (shipped_audits.path / "r.html").read_text()
+    table = html[html.index('<table class="medprobe medprobe-subgroups">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(\d+)</td>.*?<td>(pass|FAIL)[^<]*</td></tr>", table)
+    assert [(label, int(n), verdict) for label, n, verdict in rows] == [
+        ("site=north", 120, "pass"), ("site=south", 120, "FAIL"), ("sex=F", 120, "pass"), ("sex=M", 120, "pass"),
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
