@@ -187,7 +187,7 @@ def test_subgroup_columns_are_checked_and_kept_per_test_image(tmp_path: Path) ->
     assert len(dataset.test_subgroups["site"]) == dataset.n_test
     assert set(dataset.test_subgroups["site"]) <= {"north", "south"}
     with pytest.raises(MedprobeUsageError, match=r"--medprobe-subgroup names column 'sex'"):
-        check_dataset_spec(f"csv:{path}#mass", None, DatasetOptions(subgroups=("sex",)))
+        check_dataset_spec(f"csv:{path}#mass", None, options=DatasetOptions(subgroups=("sex",)))
     names = _digit_folder(tmp_path / "one", 6)
     one_site = [(name, i % 2, "x") for i, name in enumerate(names)]
     single = write_manifest(tmp_path / "one" / "m.csv", ("image", "label", "site"), one_site)
