@@ -311,7 +311,7 @@ def subgroups(request: pytest.FixtureRequest, medprobe_pair: Pair) -> SubgroupRe
         pytest.skip(NOT_CONFIGURED)
     result = _pair_result(request, medprobe_pair)
     if result.subgroups is None:
-        pytest.skip(f"{medprobe_pair.dataset} has no columns to take subgroups from (csv: datasets have)")
+        pytest.skip(f"{medprobe_pair.dataset} has no columns to take subgroups from (csv: and hf: datasets have)")
     return result.subgroups
 
 

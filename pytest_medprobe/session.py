@@ -346,7 +346,7 @@ def check_datasets(settings: MedprobeSettings) -> MedprobeSettings:
         check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=options)
     if settings.subgroups and not any(map(has_columns, datasets)):
         raise MedprobeUsageError(
-            f"{SUBGROUP.flag}={', '.join(settings.subgroups)}: subgroups are columns of a csv: dataset, and "
+            f"{SUBGROUP.flag}={', '.join(settings.subgroups)}: subgroups are columns of a csv: or hf: dataset, and "
             f"none of the datasets ({', '.join(datasets)}) has columns."
         )
     return replace(settings, datasets=datasets)

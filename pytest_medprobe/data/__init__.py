@@ -56,7 +56,7 @@ KNOWN_DATASETS: tuple[str, ...] = (
     f"{hf.PREFIX}<hub name or local dir>[:<config>]",
 )
 _WITH_FINDINGS = (medmnist.PREFIX, csv_manifest.PREFIX)  # schemes that can be multi-label
-_WITH_COLUMNS = (csv_manifest.PREFIX,)  # schemes whose columns can name subgroups
+_WITH_COLUMNS = (csv_manifest.PREFIX, hf.PREFIX)  # schemes whose columns can name subgroups
 _NO_OPTIONS = DatasetOptions()
 
 
@@ -200,7 +200,7 @@ def load_dataset(
 ) -> ProbeDataset:
     """The dataset of ``spec``, each split capped to ``max_samples`` (stratified, seed-fixed).
 
-    ``options.subgroups`` apply to datasets with columns (csv:); the others have no subgroups.
+    ``options.subgroups`` apply to datasets with columns (csv:, hf:); the others have no subgroups.
     """
     options = options or _NO_OPTIONS
     base, finding = _parts(spec)

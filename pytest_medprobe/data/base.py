@@ -17,8 +17,8 @@ from typing import cast
 
 import numpy as np
 
-from pytest_medprobe.config import MAX_SAMPLES
-from pytest_medprobe.errors import DatasetError
+from pytest_medprobe.config import MAX_SAMPLES, SUBGROUP
+from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
 ACCEPTED_IMAGES = (
     "[H, W] grayscale, [H, W, 1], [H, W, 3] RGB or [H, W, 4] RGBA arrays of dtype uint8, "
@@ -114,6 +114,21 @@ def split_finding(spec: str) -> tuple[str, str | None]:
     if not separator or not base or "/" in finding:
         return spec, None
     return base, finding.strip() or None
+
+
+BLANK_GROUP = "(blank)"
+
+
+def subgroup_values(where: object, column: str, cells: Sequence[object]) -> list[str]:
+    """Each row's value of a subgroup column (whitespace-normalized text; blank cells form
+    their own group); refuses a column with a single value, which has nothing to compare."""
+    values = [" ".join(str("" if cell is None else cell).split()) or BLANK_GROUP for cell in cells]
+    if len(set(values)) < 2:
+        raise MedprobeUsageError(
+            f"{where}: subgroup column {column!r} holds one value only ({values[0] if values else None!r}); there "
+            f"is nothing to compare. Drop it from {SUBGROUP.flag}, or name a column with two or more values."
+        )
+    return values
 
 
 def as_image_sequence(images: np.ndarray) -> Sequence[np.ndarray]:

@@ -40,6 +40,7 @@ from pytest_medprobe.data.base import (
     finding_task,
     stratified_cap,
     stratified_split,
+    subgroup_values,
 )
 from pytest_medprobe.data.images import IMAGE_SUFFIXES, read_images
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
@@ -58,7 +59,6 @@ SPLIT_COLUMN_NAMES = ("split",)
 FIT_SPLIT, TEST_SPLIT, UNUSED_SPLITS = "train", "test", ("val", "valid", "validation")
 BINARY_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 PATH_SUFFIXES = IMAGE_SUFFIXES  # how a column of image paths is recognized (DICOM included)
-BLANK_GROUP = "(blank)"
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def scan_manifest(spec: str, options: DatasetOptions) -> Manifest:
     image_column = _image_column(path, columns, options)
     split_column = _named(list(columns), SPLIT_COLUMN_NAMES)
     for column in options.subgroups:
-        _subgroup_values(path, _given(path, columns, column, SUBGROUP.flag), columns[column])
+        subgroup_values(path, _given(path, columns, column, SUBGROUP.flag), columns[column])
     reserved = {image_column, split_column, *options.subgroups}
     findings = tuple(name for name, values in columns.items() if name not in reserved and _binary(values))
     if options.label_column is not None:
@@ -325,17 +325,6 @@ def _modality(folder: Path) -> str:
     return lines[0] if lines else DEFAULT_MODALITY
 
 
-def _subgroup_values(path: Path, column: str, cells: Sequence[str]) -> list[str]:
-    """Each row's value of a subgroup column (whitespace-normalized; blank cells form their own group)."""
-    values = [" ".join(cell.split()) or BLANK_GROUP for cell in cells]
-    if len(set(values)) < 2:
-        raise MedprobeUsageError(
-            f"{path}: subgroup column {column!r} holds one value only ({values[0]!r}); there is nothing "
-            f"to compare. Drop it from {SUBGROUP.flag}, or name a column with two or more values."
-        )
-    return values
-
-
 def load_csv(
     spec: str, finding: str | None, options: DatasetOptions, max_samples: int | None, seed: int
 ) -> ProbeDataset:
@@ -353,7 +342,7 @@ def load_csv(
     else:
         class_names, labels = _class_labels(manifest, str(manifest.label_column))
         label_identity = {"label_column": manifest.label_column, "classes": list(class_names)}
-    groups = {column: _subgroup_values(manifest.path, column, manifest.columns[column]) for column in options.subgroups}
+    groups = {column: subgroup_values(manifest.path, column, manifest.columns[column]) for column in options.subgroups}
     fit_rows, test_rows, own_split = _split_rows(manifest, labels, seed)
     fit_rows = fit_rows[stratified_cap(labels[fit_rows], max_samples, seed)]
     test_rows = test_rows[stratified_cap(labels[test_rows], max_samples, seed)]

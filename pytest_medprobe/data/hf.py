@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN, OFFLINE
+from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN, OFFLINE, SUBGROUP
 from pytest_medprobe.data.base import (
     DatasetOptions,
     ProbeDataset,
     compute_fingerprint,
     stratified_cap,
     stratified_split,
+    subgroup_values,
 )
 from pytest_medprobe.data.images import DecodedImage, decode_image, decode_image_bytes, multi_frame_note
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
@@ -299,11 +300,27 @@ def _content_digest(labels: Sequence[np.ndarray], images: Sequence[DecodedImage]
     return digest.hexdigest()
 
 
+def _subgroups(split: Dataset, rows: np.ndarray, options: DatasetOptions, spec: str) -> dict[str, tuple[str, ...]]:
+    """Each ``--medprobe-subgroup`` column's value for ``rows`` of ``split`` (a usage error when absent)."""
+    groups = {}
+    for column in options.subgroups:
+        if column not in split.column_names:
+            raise MedprobeUsageError(
+                f"dataset {spec!r}: no column {column!r} ({SUBGROUP.flag}); the columns are: "
+                f"{', '.join(split.column_names)}."
+            )
+        cells = split.select_columns([column])[[int(row) for row in rows]][column]
+        groups[column] = tuple(subgroup_values(f"dataset {spec!r}", column, cells))
+    return groups
+
+
 def check_spec(spec: str, options: DatasetOptions) -> None:
     """Up-front check: the dataset opens (or is cached), its splits and its columns are usable."""
     parsed = parse_spec(spec)
     splits = _splits(_open(parsed, spec, options.offline))
-    _columns(splits[_fit_split(splits, spec)].features, options, spec)
+    fit = splits[_fit_split(splits, spec)]
+    _columns(fit.features, options, spec)
+    _subgroups(fit, np.arange(len(fit)), options, spec)  # the columns exist, with two values or more
 
 
 def load_hf(spec: str, options: DatasetOptions, max_samples: int | None, seed: int) -> ProbeDataset:
@@ -353,4 +370,5 @@ def load_hf(spec: str, options: DatasetOptions, max_samples: int | None, seed: i
         source=str(parsed.local.resolve()) if parsed.local is not None else f"hub:{parsed.source}",
         fingerprint=compute_fingerprint(identity, fit_keep, test_keep),
         notes=split_note + multi_frame_note(decoded),
+        test_subgroups=_subgroups(splits[sources[1][0]], sources[1][1][test_keep], options, spec),
     )

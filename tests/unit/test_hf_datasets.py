@@ -181,3 +181,21 @@ def test_the_offline_setting_keeps_a_hub_dataset_to_the_cache_even_when_the_clie
     with pytest.raises(MedprobeUsageError, match="is not cached on this machine.*without --medprobe-offline"):
         check_dataset_spec("hf:medprobe-tests/no-such-set", None, options=DatasetOptions(offline=True))
     assert datasets.config.HF_HUB_OFFLINE is False and constants.HF_HUB_OFFLINE is False  # restored
+
+
+def test_subgroup_columns_of_a_hf_dataset_are_kept_per_test_image_and_checked(tmp_path: Path) -> None:
+    def with_site(split: datasets.Dataset) -> datasets.Dataset:
+        return split.add_column("site", [("north", "south")[i % 3 == 0] for i in range(len(split))])
+
+    root = tmp_path / "sites"
+    datasets.DatasetDict({"train": with_site(_split(10, 0)), "test": with_site(_split(6, 1))}).save_to_disk(str(root))
+    dataset = _load(f"hf:{root}", DatasetOptions(subgroups=("site",)))
+    assert dataset.test_subgroups == {"site": ("south", "north", "north", "south", "north", "north")}
+    with pytest.raises(
+        MedprobeUsageError, match=r"no column 'scanner' \(--medprobe-subgroup\); the columns are: image"
+    ):
+        _load(f"hf:{root}", DatasetOptions(subgroups=("scanner",)))
+    one = tmp_path / "one-site"
+    _split(10, 0).add_column("site", ["x"] * 10).save_to_disk(str(one))
+    with pytest.raises(MedprobeUsageError, match=r"subgroup column 'site' holds one value only \('x'\)"):
+        _load(f"hf:{one}", DatasetOptions(subgroups=("site",)))
