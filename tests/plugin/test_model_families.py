@@ -127,7 +127,8 @@ def test_each_family_is_audited_end_to_end_from_a_checkpoint_directory(
 
 # Families whose vision rows are not one per image: tiles (llava_next, llava_onevision,
 # idefics3, aya_vision, lfm2_vl), packed patches (qwen2_vl, qwen3_vl with its deepstack
-# mergers, qwen3_5, glm4v, mistral3), padded patch rows and pooled soft tokens (lfm2_vl, gemma4).
+# mergers, qwen3_5, glm4v, mistral3), padded patch rows and pooled soft tokens (lfm2_vl, gemma4);
+# and gemma3n, whose convolution stages are pooled over feature-map positions.
 ROW_MAPPED_FAMILIES = (
     "tiny_qwen2_vl",
     "tiny_qwen3_vl",
@@ -140,6 +141,7 @@ ROW_MAPPED_FAMILIES = (
     "tiny_lfm2_vl",
     "tiny_aya_vision",
     "tiny_gemma4",
+    "tiny_gemma3n",
 )
 
 
