@@ -98,8 +98,9 @@ def test_an_unsupported_model_type_is_a_usage_error_listing_the_supported_types(
     assert "model_type 'qwen3_omni' (in " in text and "is not supported" in text
     assert "does not know it" in text and "pip install -U transformers" in text
     assert (
-        "audited by our tests: aya_vision, gemma3, gemma3n, gemma4, idefics3, internvl, lfm2_vl, llava, llava_next, "
-        "llava_onevision, mistral3, mllama, paligemma, qwen2_5_vl" in text
+        "audited by our tests: aya_vision, gemma3, gemma3n, gemma4, glm4v, idefics3, internvl, lfm2_vl, llava, "
+        "llava_next, llava_onevision, mistral3, mllama, paligemma, qwen2_5_vl, qwen2_vl, qwen3_5, qwen3_vl, "
+        "qwen3_vl_moe, smolvlm (pytest --medprobe-models lists them all)" in text
     )
 
 
