@@ -1,4 +1,4 @@
-"""A folder of real DICOM files (pydicom's own test data) audited end to end by the shipped audits."""
+"""Real DICOM files (pydicom's own test data) audited end to end: a folder of them, and a CSV listing them."""
 
 from __future__ import annotations
 
@@ -75,3 +75,47 @@ def test_a_dicom_file_without_pixel_data_errors_the_audits_naming_it(
     text = re.sub(r"\s+", " ", result.stdout.str())
     assert f"{plan}: DICOM file holds no pixel data (a RT Plan Storage); only images can be audited." in text
     assert "Traceback" not in text
+
+
+def _dicom_manifest(root: Path) -> Path:
+    """The folder's files listed in a CSV (one in a sub-folder, one without a suffix), as a PACS export would."""
+    _dicom_folder(root / "images")
+    rows = ["image,diagnosis"]
+    for label in CLASSES:
+        for file in sorted((root / "images" / label).iterdir()):
+            rows.append(f"images/{label}/{file.name},{label}")
+    manifest = root / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def test_a_csv_manifest_of_dicom_files_is_audited_with_the_same_reader(
+    pytester: pytest.Pytester, fast_options: list[str]
+) -> None:
+    manifest = _dicom_manifest(pytester.path / "export")
+    pytester.makepyfile(test_images=IMAGE_CHECK)
+    result = pytester.runpytest(f"--dataset=csv:{manifest}", "--medprobe-json=r.json", "-W", "error", *fast_options)
+    result.assert_outcomes(passed=1)
+    run = json.loads((pytester.path / "r.json").read_text())["runs"][0]
+    assert run["dataset"]["classes"] == ["ct_or_ultrasound", "mr"]
+    assert len(run["dataset"]["notes"]) == 1  # the multi-frame file, said once
+    assert "examples_ybr_color.dcm: frame 16 of 30" in run["dataset"]["notes"][0]
+
+
+def test_a_csv_listing_a_dicom_file_no_installed_package_decodes_is_refused_before_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    from pydicom import dcmread
+    from pydicom.pixels import get_decoder
+
+    manifest = _dicom_manifest(pytester.path / "export")
+    jpeg_ls = pytester.path / "export" / "images" / "mr" / "MR_small_jpeg_ls_lossless.dcm"
+    shutil.copy(get_testdata_file(jpeg_ls.name), jpeg_ls)
+    if get_decoder(dcmread(jpeg_ls, stop_before_pixels=True).file_meta.TransferSyntaxUID).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here")
+    manifest.write_text(manifest.read_text() + f"images/mr/{jpeg_ls.name},mr\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest(f"--dataset=csv:{manifest}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = re.sub(r"\s+", " ", result.stderr.str())
+    assert f"{jpeg_ls}: DICOM pixel data is compressed as JPEG-LS Lossless" in text and "pylibjpeg" in text
