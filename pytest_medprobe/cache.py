@@ -28,7 +28,10 @@ from pytest_medprobe.errors import CacheLockTimeout
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
 from pytest_medprobe.files import file_sha256
 
-FORMAT_VERSION = 1
+# Part of every cache key and of every manifest. 2: models and datasets identified by
+# content (SHA-256 of weights and images), dtype and device type as used; entries
+# verified against the key they are found under.
+FORMAT_VERSION = 2
 FEATURES_FILE = "features.safetensors"
 MANIFEST_FILE = "manifest.json"
 LOCK_TIMEOUT_S = 3600.0  # a 7B extraction of a few thousand images can take this long
@@ -111,11 +114,25 @@ class FeatureCache:
             lock.release()
 
     def load(self, key: str) -> FeatureBank | None:
-        """The cached bank, or None when absent or not trustworthy (with a warning)."""
+        """The cached bank, or None when absent or not trustworthy (with a warning).
+
+        An entry counts only if it is a real folder (no symbolic link on the way from the
+        cache root) and its manifest names ``key``: a copied or linked entry of other
+        weights or images is never served.
+        """
         entry = self.entry_dir(key)
         try:
+            _refuse_links(entry, self.root)
             found = read_bank(entry)
-            return None if found is None else found[1]
+            if found is None:
+                return None
+            manifest, bank = found
+            if manifest.get("key") != key:
+                raise ValueError(
+                    f"it was stored under key {str(manifest.get('key'))[:12]}, not {key[:12]}: "
+                    "copied or linked from another entry"
+                )
+            return bank
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.warn(
                 CacheWarning(f"feature cache entry {entry} is unusable ({exc}); extracting again"),
@@ -135,6 +152,13 @@ class FeatureCache:
     def store(self, key: str, bank: FeatureBank, description: Mapping[str, object]) -> Path:
         """Write ``bank`` atomically; ``description`` goes into the manifest for people."""
         return write_bank(self.entry_dir(key), bank, {"key": key, "description": dict(description)})
+
+
+def _refuse_links(entry: Path, root: Path) -> None:
+    """Raise ``ValueError`` when the entry, its shard folder or a file in it is a symbolic link."""
+    for path in (entry.parent, entry, entry / MANIFEST_FILE, entry / FEATURES_FILE):
+        if path.is_symlink():
+            raise ValueError(f"{path.relative_to(root)} is a symbolic link; entries are never shared by links")
 
 
 def write_bank(folder: Path, bank: FeatureBank, manifest: Mapping[str, object]) -> Path:
@@ -174,7 +198,9 @@ def write_folder(folder: Path, arrays: Mapping[str, np.ndarray], manifest: Mappi
         save_file({name: np.ascontiguousarray(values) for name, values in arrays.items()}, str(features_path))
         full = {**manifest, "format_version": FORMAT_VERSION, "sha256": file_sha256(features_path)}
         (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
-        if folder.exists():
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
     finally:

@@ -141,19 +141,33 @@ class AuditSession:
                 max_samples=self.settings.max_samples,
                 seed=self.settings.seed,
                 options=dataset_options(self.settings),
+                hash_memo=self.settings.cache_dir,
             )
         return self._datasets[dataset]
+
+    def numerics(self) -> tuple[str, str]:
+        """The dtype and the device type extraction runs in: the settings resolved on this machine.
+
+        ``--dtype auto`` is bfloat16 on a GPU and float32 on a CPU, and the two give other
+        features, so the cache key holds what is used, never the setting.
+        """
+        from pytest_medprobe.models.loader import resolve_device, resolve_dtype
+
+        device = resolve_device(self.settings.device)
+        return str(resolve_dtype(self.settings.dtype, device)).removeprefix("torch."), device.type
 
     def features_key(self, pair: Pair) -> str:
         from pytest_medprobe.prompts import closed_question
 
         dataset = self.dataset(pair.dataset)
+        dtype, device_type = self.numerics()
         parts: dict[str, object] = {
             "model": self.source(pair.model).fingerprint,
             "dataset": dataset.fingerprint,
             "question": closed_question(dataset.class_names, dataset.modality, dataset.finding),
             "pooling": POOLING,
-            "dtype": self.settings.dtype,
+            "dtype": dtype,
+            "device_type": device_type,
         }
         if self.answer_mode(pair.model) == "generate":  # letter-mode keys stay as they were
             parts["answers"] = {"mode": "generate", "max_new_tokens": self.settings.max_new_tokens}

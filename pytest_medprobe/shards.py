@@ -294,16 +294,21 @@ def _ranges(manifest: Mapping[str, Any]) -> dict[str, range]:
 def _usable_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest of a verified shard; None when there is none or it cannot be trusted (rewrite it)."""
     try:
-        found = read_bank(folder)
-    except (OSError, ValueError, KeyError, TypeError):
+        return _read_shard(folder)[0]
+    except (OSError, ValueError, KeyError, TypeError):  # FileNotFoundError too: not written yet
         return None
-    return None if found is None else found[0]
 
 
 def _read_shard(folder: Path) -> tuple[dict[str, Any], FeatureBank]:
+    """A verified shard; like cache entries, a linked shard or one of another key is refused."""
+    if folder.is_symlink():
+        raise ValueError(f"{folder} is a symbolic link; shards are never shared by links")
     found = read_bank(folder)
     if found is None:
         raise FileNotFoundError(f"no shard at {folder}")
+    key = folder.parent.name.removesuffix(".shards")
+    if found[0].get("key") != key:
+        raise ValueError(f"shard {folder.name} was written for key {str(found[0].get('key'))[:12]}, not {key[:12]}")
     return found
 
 

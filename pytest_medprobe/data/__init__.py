@@ -197,21 +197,24 @@ def load_dataset(
     max_samples: int | None,
     seed: int,
     options: DatasetOptions | None = None,
+    hash_memo: Path | None = None,
 ) -> ProbeDataset:
     """The dataset of ``spec``, each split capped to ``max_samples`` (stratified, seed-fixed).
 
     ``options.subgroups`` apply to datasets with columns (csv:, hf:); the others have no subgroups.
+    Files are identified by content (``files.content_sha256s``); ``hash_memo`` is the folder
+    (the feature cache) where their hashes are remembered between runs.
     """
     options = options or _NO_OPTIONS
     base, finding = _parts(spec)
     if base.startswith(hf.PREFIX):
         return hf.load_hf(base, options, max_samples, seed)
     if base.startswith(medmnist.PREFIX):
-        return medmnist.load_medmnist(base, data_root, max_samples, seed, finding)
+        return medmnist.load_medmnist(base, data_root, max_samples, seed, finding, hash_memo)
     if base.startswith(csv_manifest.PREFIX):
         return csv_manifest.load_csv(base, finding, options, max_samples, seed)
     if base.startswith(folder.PREFIX):
-        return folder.load_folder(base, max_samples, seed)
+        return folder.load_folder(base, max_samples, seed, hash_memo)
     if spec != synthetic.NAME:
         raise _unknown(spec)
     full = synthetic.make_synthetic_lesions(seed)

@@ -24,6 +24,7 @@ from pytest_medprobe.data.base import (
 )
 from pytest_medprobe.data.images import IMAGE_SUFFIXES, is_image_file, read_image, read_images
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+from pytest_medprobe.files import content_sha256s
 
 __all__ = ["PREFIX", "FolderLayout", "folder_path", "load_folder", "read_image", "scan_folder"]
 
@@ -111,15 +112,16 @@ def _modality(root: Path) -> str:
     return lines[0] if lines else DEFAULT_MODALITY
 
 
-def _file_identity(root: Path, files: tuple[Path, ...]) -> list[tuple[str, int, int]]:
-    identity = []
-    for path in files:
-        stat = path.stat()
-        identity.append((path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return identity
+def _file_identity(root: Path, files: tuple[Path, ...], hash_memo: Path | None) -> list[tuple[str, str]]:
+    """Each file's place in the folder and the SHA-256 of its bytes (never its size or time)."""
+    try:
+        hashes = content_sha256s(files, hash_memo)
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot read an image file ({exc}). Check its permissions.") from None
+    return [(path.relative_to(root).as_posix(), sha256) for path, sha256 in zip(files, hashes)]
 
 
-def load_folder(spec: str, max_samples: int | None, seed: int) -> ProbeDataset:
+def load_folder(spec: str, max_samples: int | None, seed: int, hash_memo: Path | None = None) -> ProbeDataset:
     """Read the folder of ``spec``; each split capped to ``max_samples`` (stratified, seed-fixed)."""
     layout = scan_folder(spec)
     root = layout.root.resolve()
@@ -137,14 +139,13 @@ def load_folder(spec: str, max_samples: int | None, seed: int) -> ProbeDataset:
     images, notes = read_images([fit_files[row] for row in fit_keep] + [test_files[row] for row in test_keep])
     identity = {
         "dataset": "folder",
-        "root": str(root),
         "own_split": layout.test_files is not None,
         "split_seed": seed,
         "test_fraction": TEST_FRACTION,
         "classes": list(layout.class_folders),
         "modality": modality,
-        "fit": _file_identity(layout.root, fit_files),
-        "test": _file_identity(layout.root, test_files),
+        "fit": _file_identity(layout.root, fit_files, hash_memo),
+        "test": _file_identity(layout.root, test_files, hash_memo),
     }
     return ProbeDataset(
         name=spec,

@@ -28,7 +28,7 @@ from pytest_medprobe.data.base import (
     stratified_cap,
 )
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
-from pytest_medprobe.files import file_sha256
+from pytest_medprobe.files import content_sha256
 
 PREFIX = "medmnist:"
 SIZES = (28, 64, 128, 224)  # 28 is the file without a suffix
@@ -276,7 +276,12 @@ def _read_split(
 
 
 def load_medmnist(
-    spec: str, data_root: Path | None, max_samples: int | None, seed: int, finding: str | None = None
+    spec: str,
+    data_root: Path | None,
+    max_samples: int | None,
+    seed: int,
+    finding: str | None = None,
+    hash_memo: Path | None = None,
 ) -> ProbeDataset:
     """Read the file of ``spec``; each split capped to ``max_samples`` (stratified, seed-fixed).
 
@@ -301,9 +306,9 @@ def load_medmnist(
         with loaded as archive:
             fit = _read_split(archive, "train", path, parsed, max_samples, seed, finding)
             test = _read_split(archive, "test", path, parsed, max_samples, seed, finding)
-    stat = path.stat()
-    identity = {"dataset": "medmnist", "flag": parsed.flag, "size": parsed.size, "path": str(path),
-                "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}  # fmt: skip
+    # Content only: the same file under another path or time is the same data.
+    identity = {"dataset": "medmnist", "flag": parsed.flag, "size": parsed.size,
+                "sha256": content_sha256(path, hash_memo)}  # fmt: skip
     if finding is not None:
         identity["finding"] = finding
     return ProbeDataset(

@@ -327,22 +327,32 @@ def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str
     return config
 
 
-def checkpoint_fingerprint(directory: Path) -> str:
-    """Identity of a checkpoint: its small files' content, its weight files' names, sizes, times.
+def checkpoint_fingerprint(directory: Path, memo_dir: Path | None = None) -> str:
+    """Identity of a checkpoint: the content of its small files and of its weight files.
 
-    The path itself is left out on purpose: the same files under another path are the
-    same model. Weight files are identified by size and modification time rather than
-    hashed, since hashing tens of GB on every run would cost more than it protects.
+    The path, file times and sizes are left out on purpose: the same bytes under another
+    path are the same model, and other bytes with the same name, size and time (a
+    fine-tune copied with ``cp -p``) are another model. Weight files are identified by
+    their SHA-256 (``files.content_sha256s``: the Hugging Face blob name where there is
+    one, else read once and remembered in ``memo_dir``).
     """
+    from pytest_medprobe.files import content_sha256s
+
     digest = hashlib.sha256()
     for name in IDENTITY_FILES:
         path = directory / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES):
-            stat = path.stat()
-            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    weights = [path for path in sorted(directory.iterdir()) if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES)]
+    try:
+        hashes = content_sha256s(weights, memo_dir)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot read the weights in {directory} to identify them ({exc}); check the files' "
+            "permissions, or re-download the checkpoint."
+        ) from None
+    for path, sha256 in zip(weights, hashes):
+        digest.update(f"{path.name}\0{sha256}\0".encode())
     return digest.hexdigest()
 
 
@@ -389,7 +399,7 @@ def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = F
         directory=directory,
         family=family_of(model_type),
         model_type=model_type,
-        fingerprint=checkpoint_fingerprint(directory),
+        fingerprint=checkpoint_fingerprint(directory, memo_dir=cache_dir),
     )
 
 
