@@ -1,8 +1,11 @@
 """Release gating: save a release's numbers as a baseline, judge a candidate against them.
 
 A baseline file (JSON) holds one entry per release line × dataset × split. The key is the
-release line (a ``--medprobe-label``, else the model's registry or folder name) and the
-dataset's fingerprint, never anything about the machine. Each entry keeps the per-stage
+release line and the dataset's content fingerprint, never anything about the machine. The
+release line is a name the user chose (``--medprobe-label``, the NAME of ``NAME=DIR``, a
+registry name), else the checkpoint folder's name *with the weights' content identity*
+(``final@1a2b3c4d5e6f``): two folders both called ``final`` are two lines, never one entry
+that the second silently replaces. Each entry keeps the per-stage
 scores, the answer, health, and every failure-mode statistic with its bootstrap
 samples, so a candidate scored on the same test images with the same resamples is
 compared *per resample*: the regression verdict rests on a paired interval of the
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from pytest_medprobe import __version__, stages
-from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, TOLERANCE, Decision, setting_names
+from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, TOLERANCE, Decision, Setting, setting_names
 from pytest_medprobe.curve import format_interval, percentile_interval
 from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.failure_modes import Verdict, decide
@@ -84,11 +87,19 @@ def regression_statistics(
     return {statistic.name: statistic for statistic in found}
 
 
-def default_release_line(model: str) -> str:
-    """A model's release line when no label is given: its registry name or folder name."""
-    from pytest_medprobe.models.registry import model_short_name
+def default_release_line(model: str, model_fingerprint: str) -> str:
+    """A model's release line without a label: the name the user gave it, else folder name and content.
 
-    return model_short_name(model)
+    A folder name alone says nothing (``x/final`` and ``y/final``), so a bare checkpoint
+    folder's line carries the first 12 hex digits of its content fingerprint.
+    """
+    from pytest_medprobe.models.registry import parse_model_spec
+
+    parsed = parse_model_spec(model)
+    if parsed.name is not None:
+        return parsed.name
+    folder = parsed.directory.name or parsed.directory.resolve().name  # type: ignore[union-attr]
+    return f"{folder}@{model_fingerprint[:12]}"
 
 
 def entry_key(line: str, dataset_fingerprint: str) -> str:
@@ -126,18 +137,48 @@ def make_entry(result: PairResult, line: str, n_bootstrap: int, seed: int) -> di
     }
 
 
-def read_baseline(path: Path) -> dict[str, Any]:
-    """A baseline file's content; a missing file is an empty baseline, a damaged one an error."""
+def _entry_problem(entry: object) -> str | None:
+    """What makes a stored entry unusable for a comparison, or None."""
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    for field in ("release_line", "dataset", "bootstrap", "stages", "answer", "health", "statistics"):
+        if field not in entry:
+            return f"has no {field!r}"
+    statistics, n = entry["statistics"], entry["bootstrap"].get("n") if isinstance(entry["bootstrap"], dict) else None
+    if not isinstance(statistics, dict):
+        return "has no 'statistics' object"
+    for name in STATISTICS:
+        statistic = statistics.get(name)
+        if not isinstance(statistic, dict) or not {"point", "better", "sd", "samples"} <= statistic.keys():
+            return f"has no complete statistic {name!r}"
+        samples = statistic["samples"]
+        if not isinstance(samples, list) or len(samples) != n:
+            count = len(samples) if isinstance(samples, list) else "no"
+            return f"holds {count} bootstrap samples of {name!r}, but its bootstrap has n={n} (truncated)"
+    return None
+
+
+def read_baseline(path: Path, setting: Setting = BASELINE) -> dict[str, Any]:
+    """A baseline file's content; a missing file is an empty baseline, a damaged one a usage error.
+
+    ``setting`` is the option that named the file, so that the message can say which.
+    """
     if not path.exists():
         return {"format_version": FORMAT_VERSION, "entries": {}}
     try:
+        if path.is_dir():
+            raise ValueError("it is a folder")
         document = json.loads(path.read_text(encoding="utf-8"))
         if document.get("format_version") != FORMAT_VERSION or not isinstance(document.get("entries"), dict):
             raise ValueError(f"format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}")
+        for key, entry in document["entries"].items():
+            problem = _entry_problem(entry)
+            if problem is not None:
+                raise ValueError(f"entry {key!r} {problem}")
     except (OSError, ValueError, AttributeError) as exc:
         raise MedprobeUsageError(
-            f"{setting_names(BASELINE)}: {path} is not a pytest-medprobe baseline file ({exc}); "
-            f"write one with {SAVE_BASELINE.flag}."
+            f"{setting_names(setting)}: {path} is not a usable pytest-medprobe baseline file ({exc}); "
+            f"restore it from version control, or write a new one with {SAVE_BASELINE.flag}."
         ) from None
     return document
 
@@ -152,13 +193,13 @@ def update_baseline(path: Path, entries: Mapping[str, dict[str, Any]]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        document = read_baseline(path)
+        document = read_baseline(path, SAVE_BASELINE)
         document["entries"].update(entries)
         atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def find_entry(
-    document: Mapping[str, Any], model: str, label: str | None, dataset_fingerprint: str
+    document: Mapping[str, Any], model: str, label: str | None, dataset_fingerprint: str, model_fingerprint: str
 ) -> tuple[str, dict[str, Any]] | None:
     """The baseline entry a candidate is compared with, or None when there is none.
 
@@ -167,7 +208,7 @@ def find_entry(
     line for this dataset; when there are several, the label must choose.
     """
     entries = document["entries"]
-    line = label or default_release_line(model)
+    line = label or default_release_line(model, model_fingerprint)
     key = entry_key(line, dataset_fingerprint)
     if key in entries:
         return key, entries[key]

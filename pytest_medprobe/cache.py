@@ -3,20 +3,31 @@
 An entry is a folder ``<root>/features/<key[:2]>/<key>/`` holding ``features.safetensors``
 (arrays, no pickle) and ``manifest.json`` (format version, stage order, the arrays'
 SHA-256). Entries are written to a temporary folder and renamed into place, so a
-reader sees a whole entry or none. An entry that fails verification is reported with a
-warning and recomputed, never trusted. Folder names come from hashes only, never from
-user strings, so the cache cannot write outside its root.
+reader sees a whole entry or none. An entry that fails verification is reported and
+recomputed, never trusted. Folder names come from hashes only, never from user strings, so
+the cache cannot write outside its root.
+
+Nothing here is fatal to a run that has its features: an unreadable entry (a colleague's,
+in a shared cache) is extracted again, and a cache that cannot be written (read-only, full,
+a file) is reported once while the run carries on from memory. Such conditions go to a
+``notify`` callback (the plugin prints them in the terminal summary), never through
+Python's ``warnings``, which ``-W error`` would turn into a failure of every audit. Entries
+honour the umask, so a shared folder stays shared. A writer stopped by SIGTERM removes its
+temporary folder; one killed outright leaves it for the next run to sweep.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import signal
 import tempfile
-import warnings
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +37,7 @@ import numpy as np
 from pytest_medprobe.config import CACHE
 from pytest_medprobe.errors import CacheLockTimeout
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
-from pytest_medprobe.files import file_sha256
+from pytest_medprobe.files import file_sha256, shared_modes
 
 # Part of every cache key and of every manifest. 2: models and datasets identified by
 # content (SHA-256 of weights and images), dtype and device type as used; entries
@@ -37,8 +48,14 @@ MANIFEST_FILE = "manifest.json"
 LOCK_TIMEOUT_S = 3600.0  # a 7B extraction of a few thousand images can take this long
 
 
-class CacheWarning(UserWarning):
-    """A cache entry could not be trusted and is recomputed."""
+STALE_STAGING_S = 60.0  # a temporary folder older than this, whose lock nobody holds, was abandoned
+
+Notify = Callable[[str], None]
+
+
+def log_notice(message: str) -> None:
+    """The default ``notify``: a log record (logging never raises under a warnings filter)."""
+    logging.getLogger("pytest_medprobe").warning(message)
 
 
 def cache_key(parts: Mapping[str, object]) -> str:
@@ -80,8 +97,20 @@ def _generated_from(arrays: Mapping[str, np.ndarray], split: str) -> tuple[str, 
 class FeatureCache:
     """Feature banks on disk under ``root``, one entry per cache key."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, notify: Notify = log_notice) -> None:
         self.root = Path(root)
+        self.notify = notify
+        self._unwritable = False  # reported once; later writes are not even tried
+        self._swept = False
+
+    def _cannot_write(self, exc: BaseException) -> None:
+        if not self._unwritable:
+            self._unwritable = True
+            self.notify(
+                f"the feature cache {self.root} cannot be written ({exc}); carrying on with the features "
+                f"in memory: this run's results are complete, the next run extracts again. Free space, fix "
+                f"the folder's permissions, or point {CACHE.flag} at a writable folder."
+            )
 
     def entry_dir(self, key: str) -> Path:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
@@ -93,10 +122,14 @@ class FeatureCache:
         """Hold the inter-process lock of one entry, so one process extracts it."""
         from filelock import FileLock, Timeout
 
+        if self._unwritable:  # nothing will be written, so nothing needs guarding
+            yield
+            return
+        self._sweep_once()
         lock_path = self.entry_dir(key).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S)
         try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
         except Timeout:
             # No advice to delete the lock file: flock locks belong to live processes (the OS
@@ -108,10 +141,25 @@ class FeatureCache:
                 "(a lock left by a run that crashed or was killed never blocks). Wait for that run to "
                 f"finish and rerun, stop it, or give this run its own cache with {CACHE.flag}."
             ) from None
+        except OSError as exc:  # a read-only cache, or a lock file of another user
+            self._cannot_write(exc)
+            yield
+            return
         try:
+            _remove_staging(lock_path.parent, key)  # under the lock: a temporary of this entry is abandoned
             yield
         finally:
             lock.release()
+
+    def _sweep_once(self) -> None:
+        """Remove temporary folders that writers killed outright left anywhere in the cache, once."""
+        if self._swept:
+            return
+        self._swept = True
+        features = self.root / "features"
+        for staging in [*features.glob("*/.*"), *features.glob("*/*.shards/.*")]:
+            if staging.is_dir() and not staging.is_symlink() and _abandoned(staging):
+                shutil.rmtree(staging, ignore_errors=True)
 
     def load(self, key: str) -> FeatureBank | None:
         """The cached bank, or None when absent or not trustworthy (with a warning).
@@ -134,10 +182,7 @@ class FeatureCache:
                 )
             return bank
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(
-                CacheWarning(f"feature cache entry {entry} is unusable ({exc}); extracting again"),
-                stacklevel=2,
-            )
+            self.notify(f"feature cache entry {entry} is unusable ({exc}); extracting again")
             return None
 
     def description(self, key: str) -> dict[str, object]:
@@ -149,9 +194,19 @@ class FeatureCache:
             return {}
         return description if isinstance(description, dict) else {}
 
-    def store(self, key: str, bank: FeatureBank, description: Mapping[str, object]) -> Path:
-        """Write ``bank`` atomically; ``description`` goes into the manifest for people."""
-        return write_bank(self.entry_dir(key), bank, {"key": key, "description": dict(description)})
+    def store(self, key: str, bank: FeatureBank, description: Mapping[str, object]) -> Path | None:
+        """Write ``bank`` atomically; ``description`` goes into the manifest for people.
+
+        Returns None, having said why once, when the cache cannot be written: the caller
+        carries on with ``bank`` in memory, and nothing half-written is left behind.
+        """
+        if self._unwritable:
+            return None
+        try:
+            return write_bank(self.entry_dir(key), bank, {"key": key, "description": dict(description)})
+        except OSError as exc:
+            self._cannot_write(exc)
+            return None
 
 
 def _refuse_links(entry: Path, root: Path) -> None:
@@ -159,6 +214,58 @@ def _refuse_links(entry: Path, root: Path) -> None:
     for path in (entry.parent, entry, entry / MANIFEST_FILE, entry / FEATURES_FILE):
         if path.is_symlink():
             raise ValueError(f"{path.relative_to(root)} is a symbolic link; entries are never shared by links")
+
+
+def _abandoned(staging: Path) -> bool:
+    """Whether no live writer owns ``staging``: old enough, and no lock of its entry is held.
+
+    A staging folder is named ``.<entry name[:12]>.<random>`` beside its entry, whose writer
+    holds ``<entry name>.lock`` in the same folder while writing.
+    """
+    from filelock import FileLock, Timeout
+
+    try:
+        if time.time() - staging.stat().st_mtime < STALE_STAGING_S:
+            return False
+    except OSError:
+        return False
+    prefix = staging.name[1:].split(".", 1)[0]
+    for lock_path in staging.parent.glob(f"{prefix}*.lock"):
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except (Timeout, OSError):
+            return False
+        lock.release()
+    return True
+
+
+def _remove_staging(folder: Path, entry_name: str) -> None:
+    for staging in folder.glob(f".{entry_name[:12]}.*"):
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _removed_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (CI cancellations, ``timeout``) into ``SystemExit`` while a folder is written.
+
+    Python's default SIGTERM ends the process without running ``finally`` blocks, which
+    would leave a temporary folder as large as the entry behind. Only the main thread can
+    install handlers, and a handler someone else installed is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def write_bank(folder: Path, bank: FeatureBank, manifest: Mapping[str, object]) -> Path:
@@ -188,24 +295,35 @@ def write_folder(folder: Path, arrays: Mapping[str, np.ndarray], manifest: Mappi
 
     Everything goes to a temporary sibling that is renamed into place, so a reader sees the
     whole folder or none; an existing folder (one that failed verification) is replaced.
+    The folder and its files honour the umask. Raises ``OSError`` when it cannot be written
+    (the temporary folder is removed then, also on SIGTERM).
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}.", dir=folder.parent))
-    try:
-        features_path = staging / FEATURES_FILE
-        save_file({name: np.ascontiguousarray(values) for name, values in arrays.items()}, str(features_path))
-        full = {**manifest, "format_version": FORMAT_VERSION, "sha256": file_sha256(features_path)}
-        (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
-        if folder.is_symlink() or folder.is_file():
-            folder.unlink()
-        elif folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    folder_mode, file_mode = shared_modes(folder.parent)
+    with _removed_on_sigterm():
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}.", dir=folder.parent))
+        try:
+            os.chmod(staging, folder_mode)
+            features_path = staging / FEATURES_FILE
+            try:
+                save_file({name: np.ascontiguousarray(values) for name, values in arrays.items()}, str(features_path))
+            except SafetensorError as exc:  # a full disk comes back as this, not as OSError
+                raise OSError(f"cannot write {features_path}: {exc}") from None
+            full = {**manifest, "format_version": FORMAT_VERSION, "sha256": file_sha256(features_path)}
+            (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
+            for path in (features_path, staging / MANIFEST_FILE):
+                os.chmod(path, file_mode)
+            if folder.is_symlink() or folder.is_file():
+                folder.unlink()
+            elif folder.exists():
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

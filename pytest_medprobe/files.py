@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,6 +110,25 @@ def content_sha256(path: Path, memo_dir: Path | None = None) -> str:
     return content_sha256s([path], memo_dir)[0]
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def shared_modes(parent: Path) -> tuple[int, int]:
+    """Modes of a new folder and file under ``parent``, as ``mkdir`` / ``open`` would give them.
+
+    ``mkdtemp`` and ``mkstemp`` create 0700 / 0600 whatever the umask, which hides a shared
+    cache's entries from colleagues; these modes honour the umask, and a folder keeps the
+    set-group-ID bit of a group-shared parent so its group passes on.
+    """
+    umask = current_umask()
+    setgid = os.stat(parent).st_mode & stat.S_ISGID
+    return (0o777 & ~umask) | setgid, 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,9 +136,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from colleagues
+        os.chmod(staging, shared_modes(path.parent)[1])  # mkstemp's 0600 would hide the file from colleagues
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):

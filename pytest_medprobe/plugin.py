@@ -53,6 +53,8 @@ VERDICT_KEY = pytest.StashKey["Verdict"]()
 # pytest-xdist: what each worker computed (RunOutputs as JSON), the controller's collection
 # order, and the merged outputs the summary prints.
 WORKER_OUTPUT = "medprobe_outputs"
+WORKER_NOTICES = "medprobe_notices"
+NOTICES_KEY = pytest.StashKey[list[str]]()  # the workers' notices, on the controller
 WORKER_OUTPUTS_KEY = pytest.StashKey[list[str]]()
 COLLECTED_KEY = pytest.StashKey[list[str]]()
 OUTPUTS_KEY: pytest.StashKey[RunOutputs] = pytest.StashKey()
@@ -128,14 +130,16 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     cli = {setting.dest: config.getoption(setting.option_dest) for setting in SETTINGS}
     ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
     settings = resolve_settings(cli, ini, config.rootpath)
-    from pytest_medprobe.models.registry import check_model_spec
+    from pytest_medprobe.models.registry import check_distinct_names, check_model_spec
 
     for model in settings.models:
         check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
+    check_distinct_names(settings.models)
     if settings.label is not None and len(settings.models) > 1:
         raise MedprobeUsageError(
             f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "
-            "given; run them separately, each with its label."
+            "given; name each model instead (--model NAME=DIR: NAME is its release line), or run them "
+            "separately, each with its label."
         )
     return check_datasets(settings)
 
@@ -160,6 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PAIR_ERRORS_KEY] = {}
     config.stash[AUDIT_OUTCOMES_KEY] = {}
     config.stash[WORKER_OUTPUTS_KEY] = []
+    config.stash[NOTICES_KEY] = []
     config.stash[COLLECTED_KEY] = []
     # Only when a report is asked for (--html): the plots cost about 1 s a run otherwise unused.
     if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
@@ -420,6 +425,12 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    notices = [*(session.notices if session is not None else ()), *config.stash.get(NOTICES_KEY, [])]
+    if notices:  # recoverable conditions: reported here, never as warnings that -W error would fail on
+        terminalreporter.section("medprobe notices")
+        for notice in dict.fromkeys(notices):
+            terminalreporter.write_line(notice)
     outputs = config.stash.get(OUTPUTS_KEY, None)  # set at sessionfinish, never on an xdist worker
     if outputs is None or not (outputs.pairs or outputs.outcomes):
         return
@@ -446,6 +457,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes every file, once
         workeroutput[WORKER_OUTPUT] = own.to_json()
+        workeroutput[WORKER_NOTICES] = list(audit.notices)
         return
     received = [RunOutputs.from_json(text) for text in config.stash[WORKER_OUTPUTS_KEY]]
     collected: list[str] = config.stash[COLLECTED_KEY]
@@ -468,6 +480,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     # A crashed worker sends nothing: its pairs are missing from the files, its tests failed.
+    node.config.stash[NOTICES_KEY].extend(getattr(node, "workeroutput", {}).get(WORKER_NOTICES, ()))
     text = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
     if text is not None:
         node.config.stash[WORKER_OUTPUTS_KEY].append(text)

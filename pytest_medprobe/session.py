@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe.cache import FeatureCache, cache_key
+from pytest_medprobe.cache import FeatureCache, cache_key, log_notice
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
@@ -82,7 +82,10 @@ class AuditSession:
         # Shared by the processes of one run (pytest-xdist's workers): an entry written under
         # this id was extracted by this run, so --medprobe-refresh need not extract it again.
         self.run_id = run_id
-        self.cache = FeatureCache(settings.cache_dir)
+        # Recoverable conditions (a damaged entry extracted again, an unwritable cache), once
+        # each, in order: the plugin prints them in the terminal summary.
+        self.notices: list[str] = []
+        self.cache = FeatureCache(settings.cache_dir, notify=self.notify)
         self._sources: dict[str, ModelSource] = {}
         self._models: dict[str, LoadedModel] = {}
         self._datasets: dict[str, ProbeDataset] = {}
@@ -90,6 +93,16 @@ class AuditSession:
         self._results: dict[Pair, PairResult] = {}
         self._baseline_document: dict[str, object] | None = None
         self._comparisons: dict[Pair, BaselineComparison | None] = {}
+
+    def notify(self, message: str) -> None:
+        """Report a condition the run recovers from, once.
+
+        Never as a Python warning: under ``-W error`` or ``filterwarnings = error`` that
+        would fail every audit and stop the damaged entry from ever healing.
+        """
+        if message not in self.notices:
+            self.notices.append(message)
+            log_notice(message)
 
     @property
     def pairs(self) -> tuple[Pair, ...]:
@@ -297,7 +310,13 @@ class AuditSession:
         if self._baseline_document is None:
             self._baseline_document = read_baseline(path)
         result = self.result(pair)
-        found = find_entry(self._baseline_document, pair.model, self.settings.label, result.dataset.fingerprint)
+        found = find_entry(
+            self._baseline_document,
+            pair.model,
+            self.settings.label,
+            result.dataset.fingerprint,
+            result.source.fingerprint,
+        )
         comparison = None
         if found is not None:
             key, entry = found
@@ -321,7 +340,7 @@ class AuditSession:
         """The key and the entry of ``result`` in a baseline file (``--medprobe-save-baseline``)."""
         from pytest_medprobe.baseline import default_release_line, entry_key, make_entry
 
-        line = self.settings.label or default_release_line(result.pair.model)
+        line = self.settings.label or default_release_line(result.pair.model, result.source.fingerprint)
         entry = make_entry(result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed)
         return entry_key(line, result.dataset.fingerprint), entry
 
@@ -369,8 +388,9 @@ def check_datasets(settings: MedprobeSettings) -> MedprobeSettings:
 def check_sources(settings: MedprobeSettings) -> MedprobeSettings:
     """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``);
     returns the settings with the run's dataset tasks (``check_datasets``)."""
-    from pytest_medprobe.models.registry import check_model_spec
+    from pytest_medprobe.models.registry import check_distinct_names, check_model_spec
 
     for model in settings.models:
         check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
+    check_distinct_names(settings.models)
     return check_datasets(settings)

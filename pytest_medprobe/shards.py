@@ -375,8 +375,8 @@ def merge_shards(session: AuditSession, pair: Pair, key: str, wait: bool = True)
     survey = min(complete, key=lambda s: s.count)
     bank = _concatenate_shards(survey, folder)
     forward_passes = sum(int(m["description"].get("forward_passes", 0)) for m, _ in survey.usable.values())
-    session.cache.store(key, bank, session.entry_description(pair, forward_passes, shards=survey.count))
-    shutil.rmtree(folder, ignore_errors=True)  # the entry holds it all now
+    if session.cache.store(key, bank, session.entry_description(pair, forward_passes, shards=survey.count)):
+        shutil.rmtree(folder, ignore_errors=True)  # the entry holds it all now (else keep the shards)
     return bank
 
 

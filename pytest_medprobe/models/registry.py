@@ -248,6 +248,26 @@ def _check_family_supported(entry: CatalogueEntry) -> None:
     )
 
 
+def check_distinct_names(specs: tuple[str, ...]) -> None:
+    """Refuse two ``--model`` values of one run with one name (``MedprobeUsageError``).
+
+    The name is the model's release line in baselines: two models under one name would
+    write one baseline entry, the second silently replacing the first.
+    """
+    seen: dict[str, str] = {}
+    for spec in specs:
+        name = parse_model_spec(spec).name
+        if name is None:
+            continue
+        if name in seen:
+            raise MedprobeUsageError(
+                f"--model {seen[name]!r} and --model {spec!r} share the name {name!r}, which is one release "
+                "line in baselines (one entry, the second would replace the first); give each model its own "
+                "name: NAME=DIR."
+            )
+        seen[name] = spec
+
+
 def _check_checkpoint(
     directory: Path, spec: str, trust_remote_code: bool, usage: bool, entry: CatalogueEntry | None = None
 ) -> str:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,11 +196,13 @@ def _manifests(cache: Path) -> list[Path]:
     return sorted((cache / "features").glob(f"*/*/{MANIFEST_FILE}"))
 
 
-def _load_without_warning(cache: Path, key: str) -> object:
-    """The cached bank (or None); a ``CacheWarning`` here means a half-written or corrupt entry."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return FeatureCache(cache).load(key)
+def _load_without_notice(cache: Path, key: str) -> object:
+    """The cached bank (or None); a notice here means a half-written or corrupt entry."""
+
+    def fail(notice: str) -> None:
+        raise AssertionError(notice)
+
+    return FeatureCache(cache, notify=fail).load(key)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_a_run_interrupted_during_extraction_leaves_no_entry_and_the_next_run_ge
     # file itself stays (filelock never deletes it), which the rerun must not mind.
     assert _paths_under(cache) == [f"features/{key[:2]}", lock_file]
     assert _manifests(cache) == []
-    assert _load_without_warning(cache, key) is None
+    assert _load_without_notice(cache, key) is None
     monkeypatch.setattr(cache_module, "LOCK_TIMEOUT_S", 5.0)
     with FeatureCache(cache).lock(key):  # the OS freed the dead run's lock: no wait, no timeout
         pass
@@ -244,7 +245,7 @@ def test_a_run_interrupted_during_extraction_leaves_no_entry_and_the_next_run_ge
     for name in COMPARED:
         assert rerun.record[name] == reference.record[name], name
     assert [path.parent.name for path in _manifests(cache)] == [key]
-    assert _load_without_warning(cache, key) is not None
+    assert _load_without_notice(cache, key) is not None
 
 
 @pytest.mark.slow

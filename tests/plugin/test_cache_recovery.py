@@ -1,0 +1,63 @@
+"""Recoverable cache conditions never fail a run, under any warnings filter.
+
+A damaged entry is extracted again and an unwritable cache is worked around in memory;
+each is reported once in a "medprobe notices" section of the terminal summary, never as
+a Python warning, which ``filterwarnings = error`` (this project's own setting, and many
+users') would turn into an error of every audit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_medprobe.cache import FEATURES_FILE
+
+AUDIT = """
+def test_health(verdicts, check_verdict):
+    check_verdict(verdicts.health)
+
+def test_connector(verdicts, check_verdict):
+    check_verdict(verdicts.connector_fidelity)
+"""
+STRICT_INI = "[pytest]\nfilterwarnings =\n    error\n"
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest(
+        "--medprobe-json=r.json", "--max-samples=60", "--medprobe-bootstrap=100", "-p", "no:cacheprovider", *args
+    )
+    return result, json.loads((pytester.path / "r.json").read_text())["runs"][0]
+
+
+def test_a_damaged_entry_heals_under_filterwarnings_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(AUDIT)
+    pytester.makeini(STRICT_INI)
+    cache = f"--medprobe-cache={tmp_path / 'cache'}"
+    first, _ = _run(pytester, cache)
+    first.assert_outcomes(passed=2)
+    [features] = (tmp_path / "cache" / "features").glob(f"*/*/{FEATURES_FILE}")
+    features.write_bytes(features.read_bytes()[:200])  # truncated, as by a full disk or a bad copy
+    healed, record = _run(pytester, cache)
+    healed.assert_outcomes(passed=2)
+    assert record["features"]["cache_hit"] is False
+    healed.stdout.fnmatch_lines(["*medprobe notices*", "feature cache entry * is unusable (*); extracting again"])
+    again, record = _run(pytester, cache)
+    again.assert_outcomes(passed=2)
+    assert record["features"]["cache_hit"] is True
+    assert "medprobe notices" not in again.stdout.str()
+
+
+def test_an_unwritable_cache_is_reported_once_and_the_audits_run_from_memory(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(AUDIT)
+    pytester.makeini(STRICT_INI)
+    (tmp_path / "not-a-folder").write_text("")
+    result, record = _run(pytester, f"--medprobe-cache={tmp_path / 'not-a-folder'}")
+    result.assert_outcomes(passed=2)
+    assert record["features"]["forward_passes"] > 0
+    result.stdout.fnmatch_lines(["*medprobe notices*", "the feature cache * cannot be written (*); carrying on*"])
+    assert result.stdout.str().count("cannot be written") == 1
