@@ -141,7 +141,11 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
             "given; name each model instead (--model NAME=DIR: NAME is its release line), or run them "
             "separately, each with its label."
         )
-    return check_datasets(settings)
+    settings = check_datasets(settings)
+    from pytest_medprobe.preflight import check_outputs
+
+    check_outputs(settings, Path(config.invocation_params.dir))
+    return settings
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@ and ``trust_remote_code`` stays off.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,24 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+    if "mismatch" in str(exc):
+        return (
+            f"--model {source.name!r}: {source.directory / 'config.json'} disagrees with the weights' shapes "
+            f"({first_line}); the config was edited or belongs to another checkpoint. Re-download the "
+            "checkpoint, or save config and weights together with save_pretrained."
+        )
+    from pytest_medprobe.models.registry import WEIGHT_SUFFIXES
+
+    weights = ", ".join(sorted(p.name for p in source.directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)))
+    return (
+        f"--model {source.name!r}: the weight files in {source.directory} ({weights}) cannot be read "
+        f"({type(exc).__name__}: {first_line}); they are damaged or incomplete. Re-download the checkpoint "
+        "(never load a file of unknown origin with weights_only=False)."
+    )
+
+
 def load_model(
     source: ModelSource, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
 ) -> LoadedModel:
@@ -75,6 +94,7 @@ def load_model(
     ``trust_remote_code`` lets transformers import Python files shipped in the checkpoint;
     it is off unless the user asks for it, and the reports say when it was on.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import logging as hf_logging
 
@@ -98,6 +118,12 @@ def load_model(
                 trust_remote_code=trust_remote_code,
                 **placement,
             )
+    except (RuntimeError, pickle.UnpicklingError, EOFError, SafetensorError) as exc:
+        # What damaged weights or a config that disagrees with them raise inside transformers,
+        # torch and safetensors; the up-front check (models.weights) catches most before this.
+        if "out of memory" in str(exc).lower():  # torch.OutOfMemoryError is a RuntimeError: not damage
+            raise
+        raise ModelLoadError(_unloadable_weights_message(source, exc)) from None
     except ImportError as exc:
         raise ModelLoadError(
             f"{MODEL.flag} {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "

@@ -296,6 +296,15 @@ def _check_checkpoint(
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
             f"differently (another-name={directory}) if it is a different model."
         )
+    from pytest_medprobe.models.weights import damaged_weights_message, weight_file_problem
+
+    problems = {
+        path.name: problem
+        for path in sorted(directory.iterdir())
+        if path.name.endswith(WEIGHT_SUFFIXES) and (problem := weight_file_problem(path)) is not None
+    }
+    if problems:
+        raise error(damaged_weights_message(spec, directory, problems))
     if usage:  # map the module tree now, so an unmappable model is refused before it loads
         try:
             map_checkpoint(directory, config, model_type, remote_code)

@@ -1,0 +1,51 @@
+"""Checks of the files a run will write or compare with, made before anything loads.
+
+An output path that cannot be written (a folder, a place under a file, a read-only
+folder) or a baseline file that cannot be used would otherwise surface as a traceback
+after every audit had run, with the extraction's hours spent. Each problem is a
+``MedprobeUsageError`` naming the option that gave the path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pytest_medprobe.config import BASELINE, JSON, SAVE_BASELINE, MedprobeSettings, Setting, setting_names
+from pytest_medprobe.errors import MedprobeUsageError
+
+
+def check_writable_file(setting: Setting, path: Path) -> None:
+    """Refuse ``path`` unless a file can be written there (its folders may still be missing)."""
+    if path.is_dir():
+        raise MedprobeUsageError(
+            f"{setting_names(setting)}: {path} is a folder; give the path of a file in it, e.g. {path / 'out.json'}."
+        )
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise MedprobeUsageError(
+            f"{setting_names(setting)}: cannot write {path}: {ancestor} is a file, not a folder. Choose another path."
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MedprobeUsageError(
+            f"{setting_names(setting)}: cannot write {path}: {ancestor if not path.exists() else path} is not "
+            "writable for this user. Choose a writable path, or fix the permissions."
+        )
+
+
+def check_outputs(settings: MedprobeSettings, invocation_dir: Path) -> None:
+    """Check every output path and baseline file of ``settings`` (``MedprobeUsageError``)."""
+    if settings.json_path is not None:
+        path = settings.json_path if settings.json_path.is_absolute() else invocation_dir / settings.json_path
+        check_writable_file(JSON, path)
+    if settings.save_baseline_path is None and settings.baseline_path is None:
+        return
+    from pytest_medprobe.baseline import read_baseline
+
+    if settings.save_baseline_path is not None:
+        check_writable_file(SAVE_BASELINE, settings.save_baseline_path)
+        read_baseline(settings.save_baseline_path, SAVE_BASELINE)  # it is updated, so it must be sound
+    if settings.baseline_path is not None:
+        read_baseline(settings.baseline_path, BASELINE)
