@@ -45,7 +45,7 @@ class FolderLayout:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(name.replace("_", " ") for name in self.class_folders)
+        return tuple(prompt_name(name) for name in self.class_folders)
 
 
 def folder_path(spec: str) -> Path:
@@ -55,8 +55,46 @@ def folder_path(spec: str) -> Path:
     return Path(raw).expanduser()
 
 
+# Folders that archive tools and systems add, never classes: macOS zips carry __MACOSX/.
+IGNORED_FOLDERS = ("__MACOSX", "__pycache__")
+
+
 def _subfolders(directory: Path) -> list[Path]:
-    return sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    return sorted(
+        entry
+        for entry in directory.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name not in IGNORED_FOLDERS
+    )
+
+
+def prompt_name(folder_name: str) -> str:
+    """How a class folder reads in the prompt: underscores as spaces."""
+    return folder_name.replace("_", " ")
+
+
+def _check_distinct_in_prompt(directory: Path, classes: tuple[str, ...]) -> None:
+    """Refuse two class folders the model cannot tell apart: they read the same in the prompt."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        spoken = " ".join(prompt_name(name).split()).casefold()
+        if spoken in seen:
+            raise DatasetError(
+                f"{directory}: class folders {seen[spoken]!r} and {name!r} both read {prompt_name(name)!r} in "
+                "the prompt, so the model could not tell them apart. Rename one, or merge them if they are "
+                "one class."
+            )
+        seen[spoken] = name
+
+
+def _check_two_per_class(directory: Path, classes: tuple[str, ...], labels: np.ndarray) -> None:
+    """Without its own split, a class needs one image to fit the probe and one to test it."""
+    counts = np.bincount(labels, minlength=len(classes))
+    single = [name for name, count in zip(classes, counts) if count < 2]
+    if single:
+        raise DatasetError(
+            f"{directory}: class folder(s) {', '.join(single)} hold a single image; each class needs at least "
+            "two (one to fit the probe on, one to test it). Add images, or remove the folder."
+        )
 
 
 def _class_files(directory: Path) -> tuple[tuple[str, ...], list[Path], np.ndarray]:
@@ -90,8 +128,16 @@ def scan_folder(spec: str) -> FolderLayout:
             f"dataset {spec!r}: no folder at {root.resolve()}; folder:<dir> needs a directory holding one "
             "sub-folder of images per class."
         )
+    _modality(root)  # a modality.txt that cannot be read is reported now, before anything loads
     train, test = root / "train", root / "test"
-    if train.is_dir() and test.is_dir() and _subfolders(train) and _subfolders(test):
+    if train.is_dir() != test.is_dir():
+        have, missing = ("train", "test") if train.is_dir() else ("test", "train")
+        raise DatasetError(
+            f"{root}: has {have}/ but no {missing}/. A folder with its own split needs both, each holding "
+            f"the same class folders; add {root / missing}, or put the class folders directly in {root} "
+            "to have a split drawn here."
+        )
+    if train.is_dir() and test.is_dir():
         classes, fit_files, fit_labels = _class_files(train)
         test_classes, test_files, test_labels = _class_files(test)
         if test_classes != classes:
@@ -99,8 +145,11 @@ def scan_folder(spec: str) -> FolderLayout:
                 f"{root}: train/ and test/ hold different class folders (train: {', '.join(classes)}; "
                 f"test: {', '.join(test_classes)}). Give both splits the same class folders."
             )
+        _check_distinct_in_prompt(train, classes)
         return FolderLayout(root, classes, tuple(fit_files), fit_labels, tuple(test_files), test_labels)
     classes, files, labels = _class_files(root)
+    _check_distinct_in_prompt(root, classes)
+    _check_two_per_class(root, classes, labels)
     return FolderLayout(root, classes, tuple(files), labels, None, None)
 
 
@@ -108,7 +157,16 @@ def _modality(root: Path) -> str:
     path = root / MODALITY_FILE
     if not path.is_file():
         return DEFAULT_MODALITY
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 with the modality "
+            "word (e.g. dermatoscopy) on its first line."
+        ) from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc}); fix its permissions or remove it.") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else DEFAULT_MODALITY
 
 

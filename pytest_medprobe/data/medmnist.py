@@ -11,6 +11,7 @@ the reading of a file: train -> fit split, test -> test split (val unused, as in
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -163,8 +164,31 @@ def check_spec(spec: str, data_root: Path | None, download_from: str | None = No
     )
 
 
+def _check_declared_size(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """Refuse an array whose ``.npy`` header claims more bytes than the file holds, before reading it.
+
+    numpy allocates what the header says: a damaged or hostile header claiming 10^11 rows
+    would ask for terabytes. An honest member holds its header plus every element.
+    """
+    assert archive.zip is not None  # open while the ``with np.load`` block runs
+    info = archive.zip.getinfo(f"{key}.npy")
+    with archive.zip.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in header:
+            return  # numpy's own reader decides about other versions
+        shape, _, dtype = header[version](stream)
+        declared = stream.tell() + math.prod(int(n) for n in shape) * dtype.itemsize
+    if declared > info.file_size:
+        raise DatasetError(
+            f"{path}: {key!r} claims shape {tuple(shape)} ({declared} bytes), but the file holds "
+            f"{info.file_size} bytes for it; the file is damaged. Re-download it."
+        )
+
+
 def _labels(archive: np.lib.npyio.NpzFile, key: str, path: Path, flag: str, finding: str | None) -> np.ndarray:
     """Class indices ``[N]``; of a multi-label flag, the 0/1 column of ``finding``."""
+    _check_declared_size(archive, key, path)
     labels = np.asarray(archive[key])
     findings = FLAGS[flag].class_names
     if FLAGS[flag].multi_label:
@@ -225,6 +249,7 @@ def _read_rows(archive: np.lib.npyio.NpzFile, key: str, rows: np.ndarray, n_all:
 
 
 def _images(archive: np.lib.npyio.NpzFile, key: str, rows: np.ndarray, n_all: int, path: Path) -> np.ndarray:
+    _check_declared_size(archive, key, path)
     if len(rows) == n_all:
         images = np.asarray(archive[key])
         if len(images) != n_all:
@@ -235,6 +260,11 @@ def _images(archive: np.lib.npyio.NpzFile, key: str, rows: np.ndarray, n_all: in
         raise DatasetError(
             f"{path}: {key!r} has shape {images.shape} and dtype {images.dtype}; expected uint8 images of "
             "shape (N, H, W) or (N, H, W, 3) as in the official MedMNIST files. Re-download the file."
+        )
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise DatasetError(
+            f"{path}: {key!r} holds images of {images.shape[1]}×{images.shape[2]} pixels; an image needs at "
+            "least one pixel. Re-download the file."
         )
     if images.ndim == 3:
         images = images[..., None]
