@@ -181,7 +181,9 @@ def size_order(images: Sequence[np.ndarray]) -> np.ndarray:
     batching similar sizes together keeps that padding small. Images of one size keep
     their order, so a dataset of equal-size images is batched exactly as given.
     """
-    sizes = np.array([int(np.shape(image)[0]) * int(np.shape(image)[1]) for image in images], dtype=np.int64)
+    known = getattr(images, "sizes", None)  # files decoded on access (data.file_images) measured theirs at load
+    shapes = known if known is not None else [np.shape(image)[:2] for image in images]
+    sizes = np.array([int(height) * int(width) for height, width in shapes], dtype=np.int64)
     return np.argsort(sizes, kind="stable")
 
 
@@ -228,12 +230,13 @@ def extract_split(
     collected: dict[str, list[np.ndarray]] = {name: [] for name in stage_names}
     letter_logits: list[np.ndarray] = []
     order = size_order(images)
-    images = [images[index] for index in order]
-    starts = range(0, len(images), batch_size)
+    starts = range(0, len(order), batch_size)
     with torch.inference_mode(), stage_hooks(loaded, state):
         for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
+            # Read by index, one batch at a time, so images decoded from files live for one batch.
             # Copies: images read through PIL can be read-only arrays, which torch warns about.
-            batch_images = [np.array(image, dtype=np.uint8) for image in images[start : start + batch_size]]
+            batch = order[start : start + batch_size]
+            batch_images = [np.array(images[int(index)], dtype=np.uint8) for index in batch]
             inputs = prepare_inputs(loaded, batch_images, prompt)
             state.pooled.clear()
             state.inputs, state.n_images = inputs, len(batch_images)

@@ -22,7 +22,8 @@ from pytest_medprobe.data.base import (
     stratified_cap,
     stratified_split,
 )
-from pytest_medprobe.data.images import IMAGE_SUFFIXES, is_image_file, read_image, read_images
+from pytest_medprobe.data.file_images import measure_files
+from pytest_medprobe.data.images import IMAGE_SUFFIXES, is_image_file, multi_frame_note, read_image
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.files import content_sha256s
 
@@ -194,7 +195,9 @@ def load_folder(spec: str, max_samples: int | None, seed: int, hash_memo: Path |
     fit_keep = stratified_cap(fit_labels, max_samples, seed)
     test_keep = stratified_cap(test_labels, max_samples, seed)
     modality = _modality(layout.root)
-    images, notes = read_images([fit_files[row] for row in fit_keep] + [test_files[row] for row in test_keep])
+    # Kept as files, decoded per batch (data.file_images): never every full-resolution image at once.
+    images, frames = measure_files([fit_files[row] for row in fit_keep] + [test_files[row] for row in test_keep])
+    notes = multi_frame_note(frames)
     identity = {
         "dataset": "folder",
         "own_split": layout.test_files is not None,
