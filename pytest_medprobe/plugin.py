@@ -138,7 +138,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
     if settings.label is not None and len(settings.models) > 1:
         raise MedprobeUsageError(
             f"{setting_names(LABEL)} names one release line, but {len(settings.models)} models were "
-            "given; name each model instead (--model NAME=DIR: NAME is its release line), or run them "
+            f"given; name each model instead ({MODEL.flag} NAME=DIR: NAME is its release line), or run them "
             "separately, each with its label."
         )
     settings = check_datasets(settings)

@@ -72,7 +72,7 @@ def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
     if "mismatch" in str(exc):
         return (
-            f"--model {source.name!r}: {source.directory / 'config.json'} disagrees with the weights' shapes "
+            f"{MODEL.flag} {source.name!r}: {source.directory / 'config.json'} disagrees with the weights' shapes "
             f"({first_line}); the config was edited or belongs to another checkpoint. Re-download the "
             "checkpoint, or save config and weights together with save_pretrained."
         )
@@ -80,7 +80,7 @@ def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
 
     weights = ", ".join(sorted(p.name for p in source.directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)))
     return (
-        f"--model {source.name!r}: the weight files in {source.directory} ({weights}) cannot be read "
+        f"{MODEL.flag} {source.name!r}: the weight files in {source.directory} ({weights}) cannot be read "
         f"({type(exc).__name__}: {first_line}); they are damaged or incomplete. Re-download the checkpoint "
         "(never load a file of unknown origin with weights_only=False)."
     )

@@ -261,9 +261,9 @@ def check_distinct_names(specs: tuple[str, ...]) -> None:
             continue
         if name in seen:
             raise MedprobeUsageError(
-                f"--model {seen[name]!r} and --model {spec!r} share the name {name!r}, which is one release "
-                "line in baselines (one entry, the second would replace the first); give each model its own "
-                "name: NAME=DIR."
+                f"{MODEL.flag} {seen[name]!r} and {MODEL.flag} {spec!r} share the name {name!r}, which is one "
+                "release line in baselines (one entry, the second would replace the first); give each model "
+                "its own name: NAME=DIR."
             )
         seen[name] = spec
 

@@ -42,7 +42,7 @@ def test_a_damaged_weight_file_is_a_usage_error_naming_it(pytester: pytest.Pytes
     result = pytester.runpytest(f"--model={checkpoint}", f"--medprobe-cache={pytester.path / 'cache'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     name = "pytorch_model.bin" if how == "bin-not-a-pickle" else "model.safetensors"
-    result.stderr.fnmatch_lines([f"ERROR: --model *damaged weight file: *{name}*Re-download the checkpoint*"])
+    result.stderr.fnmatch_lines([f"ERROR: --medprobe-model *damaged weight file: *{name}*Re-download the checkpoint*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
