@@ -274,6 +274,7 @@ def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Deci
 
 
 def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict | None:
+    """Audit 3 (a): one sub-check per decoder layer, combined; the headline is the largest drop."""
     mode = "llm_comprehension"
     if curve.has_image_view:
         # The hidden state entering decoder layer 0 at the image positions is the
@@ -285,29 +286,35 @@ def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -
         sequence, view = curve.answer_view, "answer position"
     if len(sequence) < 2:
         return None
-    drops = [curve.loss(sequence[k], sequence[k + 1]) for k in range(len(sequence) - 1)]
-    drop = max(drops, key=float)  # the first of equal drops
-    # A layer may not be allowed to lose more than the whole decoder (config refuses it),
-    # so accepting a large drop may need the decoder bound raised as well.
-    accept = accepting_threshold(float(drop), drop.low, drop.high, "max", decision)
-    also = f" and {MAX_LLM_LOSS.flag} to at least that" if accept > thresholds.max_llm_loss else ""
-    return _verdict(
-        mode,
-        f"{TITLES[mode]} ({view})",
-        drop,
-        drop.low,
-        drop.high,
-        thresholds.max_layer_drop,
-        "max",
-        decision,
-        drop.b,
-        (drop.a, drop.b),
-        MAX_LAYER_DROP,
-        f"largest layer drop {_transition(curve, drop.a, drop.b, 'drop')}{_num(drop)}",
-        f"decoder layer {drop.b} discards signal the {view} carried",
-        "Inspect that layer (its attention to the image tokens, or a fault in its weights)",
-        also,
-    )
+    layers = []
+    for a, b in zip(sequence[:-1], sequence[1:]):
+        drop = curve.loss(a, b)
+        # A layer may not be allowed to lose more than the whole decoder (config refuses it),
+        # so accepting a large drop may need the decoder bound raised as well.
+        accept = accepting_threshold(float(drop), drop.low, drop.high, "max", decision)
+        also = f" and {MAX_LLM_LOSS.flag} to at least that" if accept > thresholds.max_llm_loss else ""
+        layers.append(
+            _verdict(
+                mode,
+                f"{TITLES[mode]} ({view})",
+                drop,
+                drop.low,
+                drop.high,
+                thresholds.max_layer_drop,
+                "max",
+                decision,
+                b,
+                (a, b),
+                MAX_LAYER_DROP,
+                f"layer drop {_transition(curve, a, b, 'drop')}{_num(drop)}",
+                f"decoder layer {b} discards signal the {view} carried",
+                "Inspect that layer (its attention to the image tokens, or a fault in its weights)",
+                also,
+            )
+        )
+    # Every layer is a sub-check (JSON, JUnit and HTML list them all); with one threshold
+    # for all, the combined headline is the largest drop, the first of equal ones.
+    return _combine(mode, layers)
 
 
 def llm_comprehension(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:

@@ -20,16 +20,15 @@ from pytest_medprobe.config import (
     BASELINE,
     BASELINE_REQUIRED,
     LABEL,
-    MODEL,
     SAVE_BASELINE,
     SETTINGS,
     MedprobeSettings,
-    Setting,
     Thresholds,
     resolve_settings,
     setting_names,
 )
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+from pytest_medprobe.options import register_options, register_short_spellings, relative_paths_root
 from pytest_medprobe.session import AuditSession, Pair, PairResult, check_datasets, share_cpu_threads
 
 if TYPE_CHECKING:
@@ -59,61 +58,19 @@ WORKER_OUTPUTS_KEY = pytest.StashKey[list[str]]()
 COLLECTED_KEY = pytest.StashKey[list[str]]()
 OUTPUTS_KEY: pytest.StashKey[RunOutputs] = pytest.StashKey()
 HEADER_SHOWN_KEY = pytest.StashKey[bool]()
-
-
-LIST_MODELS_FLAG = "--medprobe-models"
-GROUP = "medprobe"
-
-
-def _add(group: Any, name: str, setting: Setting, help: str) -> None:
-    if setting.is_switch:
-        group.addoption(name, action="store_true", default=None, dest=setting.option_dest, help=help)
-    elif setting.repeatable:
-        group.addoption(name, action="append", default=None, dest=setting.option_dest, help=help)
-    else:
-        group.addoption(name, default=None, dest=setting.option_dest, help=help)
+CONTEXT_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup(GROUP, "pytest-medprobe: layer-by-layer audits of medical MLLMs")
-    for setting in SETTINGS:
-        _add(group, setting.flag, setting, setting.help)
-        if setting.ini_type == "linelist":
-            ini_default: object = list(setting.default)  # type: ignore[call-overload]
-        elif setting.ini_type == "bool":
-            ini_default = bool(setting.default)
-        else:
-            ini_default = "" if setting.default is None else str(setting.default)
-        parser.addini(setting.ini, help=setting.help, type=setting.ini_type, default=ini_default)  # type: ignore[arg-type]
-    group.addoption(
-        LIST_MODELS_FLAG,
-        action="store_true",
-        default=False,
-        help=f"list the models {MODEL.flag} accepts (built-in, named medical MLLMs with their hub ids and "
-        "families, and which are in the local Hugging Face cache), then exit",
-    )
-
-
-def _taken_names(parser: pytest.Parser) -> set[str]:
-    """Every option string already registered by pytest, a plugin or a conftest."""
-    groups = [parser._anonymous, *parser._groups]  # noqa: SLF001 - pytest has no public listing
-    return {name for group in groups for option in group.options for name in option.names()}
+    register_options(parser)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> Any:
-    """Register the short spellings (``--model``, ``--seed``, ...) once the other plugins and
-    the initial conftests have registered theirs, and only those nobody else owns.
-
-    A project's conftest with its own ``--device`` then keeps it (ours stays reachable as
-    ``--medprobe-device``), instead of pytest crashing at start-up on the clash.
-    """
+    """The short spellings (``--model``, ``--seed``, ...) wait for the other plugins and the
+    initial conftests: a conftest's own ``--device`` keeps it, and pytest does not crash."""
     result = yield
-    taken = _taken_names(parser)
-    group = parser.getgroup(GROUP)
-    for setting in SETTINGS:
-        if setting.short is not None and setting.short not in taken:
-            _add(group, setting.short, setting, f"short for {setting.flag} (only where nothing else owns it)")
+    register_short_spellings(parser)
     return result
 
 
@@ -129,7 +86,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def _settings_from(config: pytest.Config) -> MedprobeSettings:
     cli = {setting.dest: config.getoption(setting.option_dest) for setting in SETTINGS}
     ini = {setting.ini: config.getini(setting.ini) for setting in SETTINGS}
-    settings = resolve_settings(cli, ini, config.rootpath)
+    settings = resolve_settings(cli, ini, relative_paths_root(config))
     from pytest_medprobe.models.registry import check_distinct_names, check_model_spec
 
     for model in settings.models:
@@ -170,6 +127,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[WORKER_OUTPUTS_KEY] = []
     config.stash[NOTICES_KEY] = []
     config.stash[COLLECTED_KEY] = []
+    if getattr(config.option, "xmlpath", None) and workerinput is None:  # the process writing --junitxml
+        from pytest_medprobe.report.junit import JunitProperties
+
+        config.pluginmanager.register(JunitProperties(config), "medprobe-junit")
     # Only when a report is asked for (--html): the plots cost about 1 s a run otherwise unused.
     if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None):
         from pytest_medprobe.report.html import HtmlReportHooks
@@ -378,13 +339,8 @@ def check_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
 
     def check(verdict: Verdict) -> None:
         __tracebackhide__ = True
+        # The report hooks read it: JUnit suite properties, the HTML row's plot and table.
         request.node.stash[VERDICT_KEY] = verdict
-        # Appended directly rather than through record_property, which warns under the
-        # default junit_family (xunit2); junitxml writes user_properties under every family.
-        properties = request.node.user_properties
-        for name in ("statistic", "low", "high", "threshold"):
-            properties.append((f"medprobe_{verdict.mode}_{name}", round(float(getattr(verdict, name)), 6)))
-        properties.append((f"medprobe_{verdict.mode}_verdict", "pass" if verdict.passed else "fail"))
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
 
@@ -398,6 +354,11 @@ def pytest_runtest_makereport(
     report = yield
     if MARKER not in item.keywords:
         return report
+    verdict = item.stash.get(VERDICT_KEY, None)
+    if verdict is not None and report.when == "call":
+        from pytest_medprobe.report.junit import REPORT_ATTRIBUTE, verdict_properties
+
+        setattr(report, REPORT_ATTRIBUTE, verdict_properties(item.nodeid, verdict))
     outcomes = item.config.stash[AUDIT_OUTCOMES_KEY]
     if report.when == "setup":
         outcomes[item.nodeid] = "error" if report.failed else report.outcome
@@ -408,24 +369,16 @@ def pytest_runtest_makereport(
     return report
 
 
-def _header_lines(settings: MedprobeSettings) -> list[str]:
-    lines = [
-        f"medprobe: models={', '.join(settings.models)}; datasets={', '.join(settings.datasets)}; "
-        f"cache={settings.cache_dir}; decision={settings.decision}"
-    ]
-    if settings.trust_remote_code:
-        lines.append("medprobe: trust_remote_code is ON: checkpoints may run their own Python code")
-    return lines
-
-
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """The header, after collection and only when an audit is about to run: every pytest
     session of the environment loads the plugin, and the unrelated ones stay quiet."""
+    from pytest_medprobe.report.terminal import header_lines
+
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not any(MARKER in item.keywords for item in items):
         return []
     config.stash[HEADER_SHOWN_KEY] = True
-    return _header_lines(session.settings)
+    return header_lines(session.settings)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -442,7 +395,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
     terminalreporter.section("medprobe summary")
     if not config.stash.get(HEADER_SHOWN_KEY, False):  # under xdist the controller collects nothing
-        for line in _header_lines(config.stash[SESSION_KEY].settings):
+        from pytest_medprobe.report.terminal import header_lines
+
+        for line in header_lines(config.stash[SESSION_KEY].settings):
             terminalreporter.write_line(line)
     for line in summary_lines([pair.record for pair in outputs.pairs]):
         terminalreporter.write_line(line)
@@ -467,7 +422,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collected: list[str] = config.stash[COLLECTED_KEY]
     outputs = merge([own, *received], audit.pairs, collected)
     config.stash[OUTPUTS_KEY] = outputs
-    lines = write_files(outputs, audit.settings, Path(config.invocation_params.dir))
+    context = None
+    if outputs.pairs or outputs.outcomes:  # an audit ran: record what produced the numbers
+        from pytest_medprobe.report.environment import run_context
+
+        context = run_context(audit.settings, config.invocation_params.args, Path(config.invocation_params.dir))
+        config.stash[CONTEXT_KEY] = context
+    lines = write_files(outputs, audit.settings, Path(config.invocation_params.dir), context)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for line in lines:

@@ -56,6 +56,10 @@ class FeatureProvenance:
     cache_key: str
     cache_hit: bool
     forward_passes: int  # model forward calls made for this pair in this session
+    # Where the features were computed and in what precision: this session's model when it
+    # extracted them, else what the cache entry recorded (None: not recorded there).
+    device: str | None = None
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class PairResult:
     health: HealthScores
     verdicts: AuditVerdicts
     subgroups: SubgroupReport | None = None  # with --medprobe-subgroup, on a dataset with columns
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class AuditSession:
@@ -204,7 +212,14 @@ class AuditSession:
                 if bank is None:
                     bank, forward_passes = self.extract(pair)
                     self.cache.store(key, bank, self.entry_description(pair, forward_passes))
-        provenance = FeatureProvenance(key, cache_hit=forward_passes == 0, forward_passes=forward_passes)
+        recorded = self.cache.description(key)
+        provenance = FeatureProvenance(
+            key,
+            cache_hit=forward_passes == 0,
+            forward_passes=forward_passes,
+            device=_text_or_none(recorded.get("device")),
+            dtype=_text_or_none(recorded.get("dtype")),
+        )
         self._features[pair] = (bank, provenance)
         return self._features[pair]
 
@@ -218,6 +233,10 @@ class AuditSession:
         description: dict[str, object] = {"model": pair.model, "dataset": pair.dataset}
         if self.run_id is not None:
             description["run"] = self.run_id
+        loaded = self._models.get(pair.model)
+        if loaded is not None:  # the device and precision the features were computed in
+            description["device"] = str(loaded.device)
+            description["dtype"] = str(loaded.dtype).removeprefix("torch.")
         return {**description, "forward_passes": forward_passes, **extra}
 
     def extract(self, pair: Pair, dataset: ProbeDataset | None = None) -> tuple[FeatureBank, int]:

@@ -26,18 +26,49 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+# Inline styles: pytest-html's stylesheet knows nothing of these cells, and a report is
+# often read as a single file attached to a ticket.
+PASS_STYLE = "background:#d4edda;color:#155724;font-weight:bold"
+FAIL_STYLE = "background:#f8d7da;color:#721c24;font-weight:bold"
+PLOT_STYLE = "width:100%;min-width:600px;max-width:1400px;height:auto;display:block;background:#fff"
+
+
+def verdict_cell(passed: bool, text: str | None = None) -> str:
+    """A coloured verdict cell: green pass, red FAIL."""
+    label = text if text is not None else ("pass" if passed else "FAIL")
+    css = "pass" if passed else "fail"
+    return f'<td class="medprobe-verdict medprobe-{css}" style="{PASS_STYLE if passed else FAIL_STYLE}">{label}</td>'
+
+
+def plot_html(svg: bytes, alt: str, css_class: str = "medprobe-plot") -> str:
+    """An SVG plot as a self-contained image at the width of the page (at least 600 px)."""
+    data = base64.b64encode(svg).decode("ascii")
+    return (
+        f'<div class="{css_class}-box" style="width:100%;overflow-x:auto">'
+        f'<img class="{css_class}" alt="{escape(alt)}" style="{PLOT_STYLE}" '
+        f'src="data:image/svg+xml;base64,{data}"/></div>'
+    )
+
+
+def _leaves(verdict: Verdict) -> list[Verdict]:
+    return [verdict] if not verdict.parts else [leaf for part in verdict.parts for leaf in _leaves(part)]
+
+
 def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
     """A small HTML table: the verdict (when the test checked one) and the key scores."""
     curve = result.curve
     rows = []
     if verdict is not None:
-        outcome = "pass" if verdict.passed else "FAIL"
-        comparison = "≤" if verdict.bound == "max" else "≥"
-        rows.append(
-            f"<tr><th>{escape(verdict.title)}</th><td>{_fmt(verdict.statistic)} "
-            f"(95% CI {_fmt(verdict.low)}–{_fmt(verdict.high)}) must be {comparison} "
-            f"{_fmt(verdict.threshold)}</td><td>{outcome}</td></tr>"
-        )
+        # The headline, then every sub-check (each decoder layer's drop of audit 3, ...).
+        checks = [verdict, *(_leaves(verdict) if verdict.parts else [])]
+        for index, check in enumerate(checks):
+            comparison = "≤" if check.bound == "max" else "≥"
+            name = escape(check.title) if index == 0 else escape(f"{check.segment[0]} → {check.segment[1]}")
+            rows.append(
+                f"<tr><th>{name}</th><td>{_fmt(check.statistic)} "
+                f"(95% CI {_fmt(check.low)}–{_fmt(check.high)}) must be {comparison} "
+                f"{_fmt(check.threshold)} ({escape(check.setting.flag)})</td>{verdict_cell(check.passed)}</tr>"
+            )
     key_stages = ["pixels", "vision", "connector", curve.last_layer_answer, "answer"]
     for stage in key_stages:
         low, high = curve.interval(stage)
@@ -106,7 +137,10 @@ def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = Fals
         dataset, health = result.dataset, result.health
         verdicts = {verdict.mode: verdict for verdict in result.verdicts.failure_modes()}
         cells = "".join(
-            f"<td>{'pass' if verdicts[mode].passed else 'FAIL'} ({_fmt(verdicts[mode].statistic)})</td>"
+            verdict_cell(
+                verdicts[mode].passed,
+                f"{'pass' if verdicts[mode].passed else 'FAIL'} ({_fmt(verdicts[mode].statistic)})",
+            )
             for mode in modes
         )
         rows.append(
@@ -119,11 +153,8 @@ def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = Fals
     plots = []
     for dataset_name in dict.fromkeys(result.dataset.name for result in results):
         curves = [(r.pair.model, r.curve) for r in results if r.dataset.name == dataset_name]
-        png = base64.b64encode(plot_overlay(curves, f"probe curves on {dataset_name}")).decode("ascii")
-        plots.append(
-            f'<div><img class="medprobe-overlay" alt="probe curves on {escape(dataset_name)}" '
-            f'src="data:image/png;base64,{png}"/></div>'
-        )
+        svg = plot_overlay(curves, f"probe curves on {dataset_name}")
+        plots.append(plot_html(svg, f"probe curves on {dataset_name}", "medprobe-overlay"))
     classes = "".join(
         f"<li>{escape(r.dataset.name)}: {escape(', '.join(r.dataset.class_names))}</li>"
         for r in {r.dataset.name: r for r in results}.values()
@@ -157,7 +188,7 @@ class HtmlReportHooks:
         self.config = config
         self._plots: dict[tuple[Any, tuple[str, str] | None, bool], str] = {}
 
-    def _plot_base64(self, result: PairResult, verdict: Verdict | None) -> str:
+    def _plot(self, result: PairResult, verdict: Verdict | None) -> str:
         """Plots are drawn once per pair and marking, and reused by every row."""
         from pytest_medprobe.report.plots import plot_probe_curve
 
@@ -166,8 +197,8 @@ class HtmlReportHooks:
         key = (result.pair, marked, failed)
         if key not in self._plots:
             title = f"{result.pair.model} × {result.dataset.name}"
-            png = plot_probe_curve(result.curve, title, marked=marked, failed=failed)
-            self._plots[key] = base64.b64encode(png).decode("ascii")
+            svg = plot_probe_curve(result.curve, title, marked=marked, failed=failed)
+            self._plots[key] = plot_html(svg, f"probe curve of {title}")
         return self._plots[key]
 
     @pytest.hookimpl(wrapper=True)
@@ -188,14 +219,24 @@ class HtmlReportHooks:
         from pytest_html import extras
 
         verdict = item.stash.get(VERDICT_KEY, None)
+        # An html extra rather than an image one: pytest-html shows images as ~320 px
+        # thumbnails, too small to read a probe curve; this one takes the row's full width.
         report.extras = [  # type: ignore[attr-defined]
             *getattr(report, "extras", []),
-            extras.png(self._plot_base64(result, verdict), name="probe curve"),
-            extras.html(verdict_table(result, verdict)),
+            extras.html(self._plot(result, verdict) + verdict_table(result, verdict)),
         ]
         if verdict is not None and result.subgroups is not None and verdict is result.subgroups.verdict:
             report.extras.append(extras.html(subgroup_table(result.subgroups)))  # type: ignore[attr-defined]
         return report
+
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
+        """A skipped audit's log says why it skipped, not pytest's raw (path, line, reason) tuple."""
+        from pytest_medprobe.plugin import MARKER
+
+        longrepr = report.longrepr  # a tuple; a list once it has crossed from an xdist worker
+        if report.skipped and MARKER in report.keywords and isinstance(longrepr, (tuple, list)) and len(longrepr) == 3:
+            path, line, reason = longrepr
+            data[:] = [f"{escape(reason.removeprefix('Skipped: '))} ({escape(str(path))}:{int(line) + 1})"]
 
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
@@ -205,3 +246,22 @@ class HtmlReportHooks:
         audit = self.config.stash[SESSION_KEY]
         if audit.computed_results:
             prefix.append(summary_html(audit.computed_results, audit.settings.trust_remote_code))
+        self._add_environment_rows()
+
+    def _add_environment_rows(self) -> None:
+        """The run's record (versions, settings, fingerprints, device and dtype) in pytest-html's
+        environment table, which it reads from pytest-metadata when it writes the page."""
+        from pytest_medprobe.plugin import CONTEXT_KEY, OUTPUTS_KEY
+        from pytest_medprobe.report.environment import environment_rows
+
+        context = self.config.stash.get(CONTEXT_KEY, None)
+        outputs = self.config.stash.get(OUTPUTS_KEY, None)
+        if context is None or outputs is None:
+            return
+        try:
+            from pytest_metadata.plugin import metadata_key
+        except ImportError:  # pytest-html depends on pytest-metadata; kept safe all the same
+            return
+        metadata = self.config.stash.get(metadata_key, None)
+        if metadata is not None:
+            metadata.update(environment_rows(context, [pair.record for pair in outputs.pairs]))

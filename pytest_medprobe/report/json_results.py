@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,8 @@ def run_record(
             "cache_key": result.provenance.cache_key,
             "cache_hit": result.provenance.cache_hit,
             "forward_passes": result.provenance.forward_passes,
+            "device": result.provenance.device,
+            "dtype": result.provenance.dtype,
         },
     }
     if result.subgroups is not None:
@@ -92,18 +95,21 @@ def run_record(
     return record
 
 
-def results_document(outputs: RunOutputs) -> dict[str, Any]:
+def results_document(outputs: RunOutputs, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The document; ``context`` (``environment.run_context``) adds the environment, the
+    resolved settings and the command line."""
     runs: list[dict[str, Any]] = [pair.record for pair in outputs.pairs]
     for model, dataset, message in outputs.errors:
         runs.append({"model": {"name": model}, "dataset": {"name": dataset}, "error": message})
     return {
         "medprobe_version": __version__,
+        **(context or {}),
         "runs": runs,
         "audits": [{"nodeid": nodeid, "outcome": outcome} for nodeid, outcome in outputs.outcomes.items()],
     }
 
 
-def write_results(path: Path, outputs: RunOutputs) -> None:
+def write_results(path: Path, outputs: RunOutputs, context: Mapping[str, Any] | None = None) -> None:
     """Write the results file atomically (a reader never sees half a document)."""
-    document = results_document(outputs)
+    document = results_document(outputs, context)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

@@ -130,8 +130,14 @@ def merge(parts: Sequence[RunOutputs], pair_order: Sequence[Pair], node_order: S
     )
 
 
-def write_files(outputs: RunOutputs, settings: MedprobeSettings, invocation_dir: Path) -> list[str]:
-    """Write ``--medprobe-save-baseline`` and ``--medprobe-json``; returns lines for the terminal."""
+def write_files(
+    outputs: RunOutputs,
+    settings: MedprobeSettings,
+    invocation_dir: Path,
+    context: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Write ``--medprobe-save-baseline`` and ``--medprobe-json`` (with ``context``, the run's
+    environment, settings and command line); returns lines for the terminal."""
     lines = []
     entries = outputs.baseline_entries
     if settings.save_baseline_path is not None and entries:
@@ -143,5 +149,5 @@ def write_files(outputs: RunOutputs, settings: MedprobeSettings, invocation_dir:
         from pytest_medprobe.report.json_results import write_results
 
         path = settings.json_path if settings.json_path.is_absolute() else invocation_dir / settings.json_path
-        write_results(path, outputs)
+        write_results(path, outputs, context)
     return lines

@@ -1,7 +1,8 @@
 """The probe-curve plot: stages on x, balanced accuracy with its interval band on y.
 
-Drawn with matplotlib's Agg backend (no display needed) into PNG bytes that the HTML
-report embeds as base64, so a report is one self-contained file that works offline.
+Drawn with matplotlib (no display needed) into SVG bytes that the HTML report embeds as
+base64 data URLs and shows at the page's full width, so labels stay readable and a
+report is one self-contained file that works offline.
 Decoder layers show two lines: the image view (at image tokens) and the answer view
 (at the answer position); the model's own answer is the last point.
 """
@@ -9,14 +10,36 @@ Decoder layers show two lines: the image view (at image tokens) and the answer v
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pytest_medprobe import stages
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from pytest_medprobe.curve import ProbeCurve
 
 FAIL_COLOUR = "#d62728"
+ImageFormat = Literal["svg", "png"]
+
+
+def _image_bytes(figure: Figure, image_format: ImageFormat) -> bytes:
+    """The figure as SVG (default: it scales to any width with sharp labels) or PNG.
+
+    Both are byte-stable for equal inputs: no date or software stamp, and SVG element
+    ids from a fixed salt rather than a random one.
+    """
+    import matplotlib
+
+    buffer = io.BytesIO()
+    if image_format == "svg":
+        with matplotlib.rc_context({"svg.hashsalt": "pytest-medprobe", "svg.fonttype": "path"}):
+            figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    else:
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
 IMAGE_VIEW_COLOUR = "#1f77b4"
 ANSWER_VIEW_COLOUR = "#ff7f0e"
 SIDE_CONNECTOR_COLOUR = "#9467bd"
@@ -41,9 +64,13 @@ def _x_positions(curve: ProbeCurve) -> tuple[dict[str, float], list[str]]:
 
 
 def plot_probe_curve(
-    curve: ProbeCurve, title: str, marked: tuple[str, str] | None = None, failed: bool = False
+    curve: ProbeCurve,
+    title: str,
+    marked: tuple[str, str] | None = None,
+    failed: bool = False,
+    image_format: ImageFormat = "svg",
 ) -> bytes:
-    """PNG bytes of the curve; ``marked`` stages are shaded (red when ``failed``)."""
+    """SVG (or PNG) bytes of the curve; ``marked`` stages are shaded (red when ``failed``)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -98,9 +125,7 @@ def plot_probe_curve(
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=7, loc="lower left", ncol=3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return _image_bytes(figure, image_format)
 
 
 def normalized_depth(curve: ProbeCurve) -> dict[str, float]:
@@ -124,8 +149,8 @@ def normalized_depth(curve: ProbeCurve) -> dict[str, float]:
     return depth
 
 
-def plot_overlay(curves: list[tuple[str, ProbeCurve]], title: str) -> bytes:
-    """PNG bytes: the probe curves of several models on one dataset, on the normalized depth axis."""
+def plot_overlay(curves: list[tuple[str, ProbeCurve]], title: str, image_format: ImageFormat = "svg") -> bytes:
+    """SVG (or PNG) bytes: the probe curves of several models on one dataset, on the normalized depth axis."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -156,6 +181,4 @@ def plot_overlay(curves: list[tuple[str, ProbeCurve]], title: str) -> bytes:
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=7, loc="lower left")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return _image_bytes(figure, image_format)

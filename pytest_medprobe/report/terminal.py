@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_medprobe.config import MedprobeSettings
 
 SHORT_MODES = {
     "visual_representation": "vision",
@@ -12,6 +15,17 @@ SHORT_MODES = {
     "semantic_mapping": "semantic",
     "health": "health",
 }
+
+
+def header_lines(settings: MedprobeSettings) -> list[str]:
+    """What the run audits, printed once the session knows it runs an audit."""
+    lines = [
+        f"medprobe: models={', '.join(settings.models)}; datasets={', '.join(settings.datasets)}; "
+        f"cache={settings.cache_dir}; decision={settings.decision}"
+    ]
+    if settings.trust_remote_code:
+        lines.append("medprobe: trust_remote_code is ON: checkpoints may run their own Python code")
+    return lines
 
 
 def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:

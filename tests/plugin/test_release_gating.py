@@ -183,9 +183,12 @@ def test_junit_xml_carries_statistic_interval_threshold_and_verdict_of_every_aud
     _copy_audits(pytester)
     _gate(pytester, shared_cache, "--junitxml=j.xml")
     tree = ElementTree.parse(pytester.path / "j.xml")
+    # Suite-level properties (valid under xunit2), named "<nodeid>::<property>".
     properties: dict[str, dict[str, str]] = {}
-    for case in tree.iter("testcase"):
-        properties[case.get("name", "")] = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    for prop in tree.iter("property"):
+        nodeid, name = prop.get("name", "").split("::medprobe_", 1)
+        properties.setdefault(nodeid.split("::")[-1], {})["medprobe_" + name] = prop.get("value", "")
+    assert not [case for case in tree.iter("testcase") if case.find("properties") is not None]
     connector = properties["test_connector_fidelity[medprobe-tiny-synthetic-lesions]"]
     assert float(connector["medprobe_connector_fidelity_threshold"]) == 0.03
     low, statistic, high = (float(connector[f"medprobe_connector_fidelity_{n}"]) for n in ("low", "statistic", "high"))

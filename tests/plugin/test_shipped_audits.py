@@ -68,7 +68,7 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
 ) -> None:
     shipped_audits.runpytest(*fast_options, "--html=r.html", "--self-contained-html", "--medprobe-json=r.json")
     document = json.loads((shipped_audits.path / "r.json").read_text())
-    assert set(document) == {"medprobe_version", "runs", "audits"}
+    assert set(document) == {"medprobe_version", "environment", "settings", "command", "runs", "audits"}
     [run] = document["runs"]
     assert {"model", "dataset", "stages", "pixels", "answer", "health", "failure_modes", "root_cause"} <= set(run)
     assert set(run["model"]) >= {"name", "family", "source", "fingerprint"}
@@ -101,11 +101,12 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
         if "test_regression" in nodeid or "test_subgroups" in nodeid:
             continue  # skipped: no plot
         extras = runs[-1]["extras"]
-        [image] = [extra for extra in extras if extra["format_type"] == "image"]
-        assert image["content"].startswith("data:image/png;base64,")  # embedded, no external file
-        assert base64.b64decode(image["content"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-        [table] = [extra for extra in extras if extra["format_type"] == "html"]
-        assert "balanced" in table["content"] or "health" in table["content"]
+        [html_extra] = [extra for extra in extras if extra["format_type"] == "html"]
+        content = html_extra["content"]
+        # The plot is an SVG embedded in the page (no external file), at the row's full width.
+        svg = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', content)
+        assert svg is not None and b"<svg" in base64.b64decode(svg.group(1))[:400]
+        assert "balanced" in content or "health" in content
     parser = _ReportParser()
     parser.feed(html)
     summary = " ".join(parser.text)
@@ -117,8 +118,9 @@ def test_junit_properties_carry_statistic_threshold_and_interval(
 ) -> None:
     shipped_audits.runpytest(*fast_options, "--junitxml=j.xml", "-k", "connector")
     xml = (shipped_audits.path / "j.xml").read_text()
+    nodeid = "test_connector_fidelity.py::test_connector_fidelity[medprobe-tiny-synthetic-lesions]"
     for name in ("statistic", "low", "high", "threshold", "verdict"):
-        assert f'name="medprobe_connector_fidelity_{name}"' in xml
+        assert f'name="{nodeid}::medprobe_connector_fidelity_{name}"' in xml
 
 
 def test_ini_thresholds_apply_and_the_command_line_overrides_them(
