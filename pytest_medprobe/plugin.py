@@ -20,6 +20,7 @@ from pytest_medprobe.config import (
     BASELINE,
     BASELINE_REQUIRED,
     LABEL,
+    MODEL,
     SAVE_BASELINE,
     SETTINGS,
     MedprobeSettings,
