@@ -296,6 +296,11 @@ def _check_checkpoint(
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
             f"differently (another-name={directory}) if it is a different model."
         )
+    if usage:  # map the module tree now, so an unmappable model is refused before it loads
+        try:
+            map_checkpoint(directory, config, model_type, remote_code)
+        except ModelLoadError as exc:  # unmappable, or a registered adapter naming a path the model lacks
+            raise error(f"{MODEL.flag} {spec!r}: {exc}") from None
     from pytest_medprobe.models.weights import damaged_weights_message, weight_file_problem
 
     problems = {
@@ -305,11 +310,6 @@ def _check_checkpoint(
     }
     if problems:
         raise error(damaged_weights_message(spec, directory, problems))
-    if usage:  # map the module tree now, so an unmappable model is refused before it loads
-        try:
-            map_checkpoint(directory, config, model_type, remote_code)
-        except ModelLoadError as exc:  # unmappable, or a registered adapter naming a path the model lacks
-            raise error(f"{MODEL.flag} {spec!r}: {exc}") from None
     return model_type
 
 
