@@ -25,6 +25,7 @@ import pytest
 from pytest_medprobe import cache as cache_module
 from pytest_medprobe.cache import MANIFEST_FILE, FeatureCache
 from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, DATASET, JSON, MAX_SAMPLES, SAVE_BASELINE
+from tests.results import ON_THE_CPU, without_invocation
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
 SAMPLES_PER_SPLIT = 120
@@ -241,7 +242,12 @@ def test_a_run_interrupted_during_extraction_leaves_no_entry_and_the_next_run_ge
     rerun = _run(folder, cache, "rerun")
 
     assert rerun.returncode == 0, rerun.output
-    assert rerun.record["features"] == {"cache_key": key, "cache_hit": False, "forward_passes": FORWARD_PASSES}
+    assert rerun.record["features"] == {
+        "cache_key": key,
+        "cache_hit": False,
+        "forward_passes": FORWARD_PASSES,
+        **ON_THE_CPU,
+    }
     for name in COMPARED:
         assert rerun.record[name] == reference.record[name], name
     assert [path.parent.name for path in _manifests(cache)] == [key]
@@ -268,8 +274,8 @@ def test_two_sessions_started_together_on_one_cache_extract_once_and_agree(refer
     assert [path.parent.name for path in _manifests(cache)] == [key]
     provenance = sorted((run.record["features"] for run in runs), key=lambda features: features["forward_passes"])
     assert provenance == [
-        {"cache_key": key, "cache_hit": True, "forward_passes": 0},  # waited for the lock, then read
-        {"cache_key": key, "cache_hit": False, "forward_passes": FORWARD_PASSES},
+        {"cache_key": key, "cache_hit": True, "forward_passes": 0, **ON_THE_CPU},  # waited for the lock, then read
+        {"cache_key": key, "cache_hit": False, "forward_passes": FORWARD_PASSES, **ON_THE_CPU},
     ]
     for name in COMPARED:
         assert runs[0].record[name] == runs[1].record[name] == reference.record[name], name
@@ -306,6 +312,10 @@ def test_two_runs_from_fresh_caches_write_byte_identical_results_and_baselines(r
 
     assert again.returncode == 0, again.output
     assert again.record["features"]["forward_passes"] == FORWARD_PASSES  # extracted, not read from a cache
-    # Compared whole: the results file has no timestamps or durations to leave out.
-    assert again.json_path.read_text(encoding="utf-8") == reference.json_path.read_text(encoding="utf-8")
+    # Compared whole but for the command line and this run's paths: the results file has no
+    # timestamps or durations to leave out.
+    again_results, reference_results = (
+        json.loads(run.json_path.read_text(encoding="utf-8")) for run in (again, reference)
+    )
+    assert without_invocation(again_results) == without_invocation(reference_results)
     assert again.baseline_path.read_bytes() == reference.baseline_path.read_bytes()

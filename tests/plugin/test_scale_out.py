@@ -31,6 +31,7 @@ from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, JSON, MAX_SAMPL
 from pytest_medprobe.extract import FeatureBank
 from pytest_medprobe.session import AuditSession, Pair
 from pytest_medprobe.shards import SHARD_FLAG, IncompleteShards, Shard, extract_shard, shards_dir
+from tests.results import ON_THE_CPU, without_invocation
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
 SAMPLES = 40  # per split
@@ -182,7 +183,9 @@ def test_two_shard_processes_write_the_arrays_of_one_process_and_the_audits_then
     status, output, results = _audit(_audit_folder(tmp_path / "audits"), cache, "audits")
 
     assert status == 0, output[-3000:]
-    assert [run["features"] for run in results["runs"]] == [{"cache_key": key, "cache_hit": True, "forward_passes": 0}]
+    assert [run["features"] for run in results["runs"]] == [
+        {"cache_key": key, "cache_hit": True, "forward_passes": 0, **ON_THE_CPU}
+    ]
     assert _verdicts(results) == _verdicts(serial[0])
 
 
@@ -242,7 +245,7 @@ def test_two_xdist_workers_extract_each_pair_once_and_write_the_files_of_a_seria
     assert [run["features"]["forward_passes"] for run in parallel["runs"]] == [FORWARD_PASSES]
     assert len(list((tmp_path / "cache" / "features").glob("*/*/manifest.json"))) == 1
     # Written once, by the controller: the serial run's files (pairs, provenance, audits in collection order).
-    assert parallel == serial[0]
+    assert without_invocation(parallel) == without_invocation(serial[0])
     assert (folder / "xdist.baseline.json").read_bytes() == serial[1]
     assert output.count("medprobe summary") == 1
     assert re.search(r"medprobe-tiny +synthetic-lesions +.* none +extracted", output), output[-3000:]
