@@ -16,7 +16,7 @@ back to images with the same tile count transformers computes from ``image_sizes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe.models.base import FamilyAdapter
@@ -32,10 +32,16 @@ class LlavaNextAdapter(FamilyAdapter):
     family = "llava_next"
     model_types = ("llava_next",)
 
-    def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
-        import torch
+    def tile_counter(self) -> Callable[..., int]:
+        """transformers' own count of an image's tiles (base view included) for this family."""
         from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
+        return image_size_to_num_patches
+
+    def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
+        import torch
+
+        image_size_to_num_patches = self.tile_counter()
         config: Any = model.config
         tiles = [
             image_size_to_num_patches(

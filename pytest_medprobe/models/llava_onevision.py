@@ -15,31 +15,17 @@ with several images are not tiled by the model; the audit sends one image per pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from pytest_medprobe.models.llava_next import LlavaNextAdapter
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
     family = "llava_onevision"
     model_types = ("llava_onevision",)
 
-    def image_rows(self, model: nn.Module, inputs: Mapping[str, Any], n_rows: int, n_images: int) -> torch.Tensor:
-        import torch
+    def tile_counter(self) -> Callable[..., int]:
+        # OneVision counts its anyres tiles with its own function (its grid and limits differ).
         from transformers.models.llava_onevision.modeling_llava_onevision import image_size_to_num_patches
 
-        config: Any = model.config
-        tiles = [
-            image_size_to_num_patches(
-                image_size=size,
-                grid_pinpoints=config.image_grid_pinpoints,
-                patch_size=config.vision_config.image_size,
-            )
-            for size in inputs["image_sizes"]
-        ]
-        return torch.repeat_interleave(torch.arange(n_images), torch.tensor(tiles))
+        return image_size_to_num_patches
