@@ -1,4 +1,4 @@
-"""The results file (``--medprobe-json``): the schema of architecture.md, one document per run."""
+"""The results file (``--medprobe-json``): the schema of docs/architecture.md, one document per run."""
 
 from __future__ import annotations
 
