@@ -44,7 +44,9 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     new_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root, env)
                     .stdout.strip())  # fmt: skip
     (new_site / "outer-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = _run([str(python), "-m", "pip", "install", "--no-deps", str(wheel)], root, env)
+    # --ignore-installed: where this environment holds a regular (not editable) install of the
+    # package, as tox's does, pip would otherwise call the wheel "already satisfied".
+    installed = _run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", str(wheel)], root, env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return python, env
 
