@@ -1,8 +1,9 @@
-"""Command line: ``extract [--shard I/N]``, ``rerun RESULTS.json``, ``zoo export DIR [--variant FAULT]``
-and ``zoo train``.
+"""Command line: ``extract [--all-pairs | --shard I/N]``, ``rerun RESULTS.json``,
+``zoo export DIR [--variant FAULT]`` and ``zoo train``.
 
 ``extract`` fills the feature cache the audits read, with the settings ``pytest`` takes
-(same flags, same cache key), alone or as one rank of ``torchrun`` / ``accelerate launch``.
+(same flags, same cache key), alone or as one rank of ``torchrun`` / ``accelerate launch``:
+with ``--all-pairs`` each rank takes whole models, without it each rank a shard of every pair.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 DESCRIPTION = (
     "pytest-medprobe's command line. extract fills the feature cache that the audits read, with the "
     "settings pytest takes (same flags, same cache key), alone or as one rank of torchrun or accelerate "
-    "launch. rerun replays the pytest command recorded in a results file. zoo exports or retrains the "
+    "launch; with --all-pairs each rank takes whole models. rerun replays the pytest command recorded in a "
+    "results file. zoo exports or retrains the "
     "reference model medprobe-tiny and its planted-fault variants."
 )
 
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_extract_parser(commands: Any) -> None:
     from pytest_medprobe.config import CACHE, DATASET, MODEL
+    from pytest_medprobe.plan import PLAN_FLAG
+    from pytest_medprobe.ranks import ALL_PAIRS_FLAG
     from pytest_medprobe.shards import EXTRACT_SETTINGS, SHARD_FLAG
 
     extract = commands.add_parser(
@@ -77,6 +81,15 @@ def _add_extract_parser(commands: Any) -> None:
         SHARD_FLAG, default=None, metavar="I/N", help="write shard I of N (0 <= I < N); default: RANK/WORLD_SIZE if set"
     )
     extract.add_argument(
+        ALL_PAIRS_FLAG,
+        action="store_true",
+        help=f"every {MODEL.flag} x {DATASET.flag} pair, model-major; under torchrun or any launcher that sets "
+        "RANK/WORLD_SIZE, each rank takes whole models (largest first, to the least-loaded rank)",
+    )
+    extract.add_argument(
+        PLAN_FLAG, action="store_true", help="print the plan (models, datasets, cached pairs) and exit"
+    )
+    extract.add_argument(
         "--rootdir", type=Path, default=None, help=f"what a relative {CACHE.flag} is relative to (default: .)"
     )
 
@@ -85,20 +98,82 @@ def _extract(arguments: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pytest_medprobe.config import resolve_settings
-    from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+    from pytest_medprobe.errors import MedprobeUsageError
+    from pytest_medprobe.ranks import ALL_PAIRS_FLAG, launcher_rank
     from pytest_medprobe.session import AuditSession, check_sources
-    from pytest_medprobe.shards import EXTRACT_SETTINGS, Shard, rank_device, run_extract
+    from pytest_medprobe.shards import EXTRACT_SETTINGS, SHARD_FLAG, Shard, rank_device
 
     try:
         cli = {setting.dest: getattr(arguments, setting.dest) for setting in EXTRACT_SETTINGS}
         settings = resolve_settings(cli, {}, (arguments.rootdir or Path.cwd()).resolve())
         settings = check_sources(settings)
-        shard = Shard.parse(arguments.shard) if arguments.shard is not None else Shard.from_environment(os.environ)
+        if arguments.all_pairs and arguments.shard is not None:
+            raise MedprobeUsageError(
+                f"{ALL_PAIRS_FLAG} gives each rank whole models and {SHARD_FLAG} gives each a part of every "
+                f"pair; pass one of them ({SHARD_FLAG} for one model too big to extract alone)."
+            )
+        rank = launcher_rank(os.environ) if arguments.all_pairs else None
+        shard = None
+        if not arguments.all_pairs:
+            shard = Shard.parse(arguments.shard) if arguments.shard is not None else Shard.from_environment(os.environ)
     except MedprobeUsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = replace(settings, device=rank_device(settings.device, os.environ))
-    session = AuditSession(settings, progress=sys.stderr.isatty())
+    prefix = "" if rank is None else f"rank {rank[0]}/{rank[1]}: "
+
+    def echo(line: str) -> None:
+        print(prefix + line, flush=True)
+
+    session = AuditSession(settings, progress=sys.stderr.isatty(), echo=echo)
+    session.adopt_orphans = True  # this command is what extracts pairs a dead rank left
+    from pytest_medprobe.plan import make_plan
+
+    for line in make_plan(session).lines():
+        echo(line)
+    if arguments.medprobe_plan:
+        return 0
+    if shard is not None:
+        return _extract_shards(session, shard)
+    return _extract_models(session, rank)
+
+
+def _extract_models(session: Any, rank: tuple[int, int] | None) -> int:
+    """Model-major extraction of every pair (of this rank's models under a launcher); 1 if a pair failed."""
+    from contextlib import nullcontext
+
+    from pytest_medprobe.matrix import extract_model_pairs
+    from pytest_medprobe.ranks import assign_models, rank_claims, weight_bytes
+
+    models = list(session.unique_models)
+    claims: Any = nullcontext()
+    if rank is not None:
+        assignment = assign_models([(model, weight_bytes(session, model)) for model in models], rank[1])
+        models = assignment[rank[0]]
+        session.echo(f"models of this rank: {', '.join(models) or 'none (more ranks than models)'}")
+        mine = [
+            pair for pair in session.pairs if pair.model in models and not session.is_cached(session.features_key(pair))
+        ]
+        claims = rank_claims(session, mine, *rank)
+    with claims:
+        if rank is not None:
+            session.echo(f"claimed {len(mine)} pair{'s' if len(mine) != 1 else ''} in {session.settings.cache_dir}")
+        for model in models:
+            extract_model_pairs(session, model, [pair for pair in session.pairs if pair.model == model])
+    session.matrix_progress.close()
+    failed = [pair for pair in session.pairs if pair.model in models and session.error_of(pair) is not None]
+    session.echo(
+        f"done: {len(models)} model{'s' if len(models) != 1 else ''}, {session.forward_passes_total} forward passes"
+        + (f"; {len(failed)} pair{'s' if len(failed) != 1 else ''} failed (above)" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _extract_shards(session: Any, shard: Any) -> int:
+    """``--shard I/N`` (or RANK/WORLD_SIZE without --all-pairs): this shard of every pair."""
+    from pytest_medprobe.errors import MedprobeError
+    from pytest_medprobe.shards import run_extract
+
     status = 0
     for pair in session.pairs:
         try:

@@ -175,6 +175,12 @@ OFFLINE = _setting(
     is_switch=True,
 )
 JSON = _setting("json_path", "--medprobe-json", "write the results file (JSON) to this path", None)
+CSV = _setting(
+    "csv_path",
+    "--medprobe-csv",
+    "write the models × datasets table (health with interval, each failure-mode statistic, root cause) as CSV",
+    None,
+)
 ANSWER_MODES = ("letter-logits", "generate")
 ANSWER_MODE = _setting(
     "answer_mode",
@@ -302,6 +308,7 @@ SETTINGS: tuple[Setting, ...] = (
     TRUST_REMOTE_CODE,
     OFFLINE,
     JSON,
+    CSV,
     ANSWER_MODE,
     MAX_NEW_TOKENS,
     DECISION,
@@ -387,6 +394,7 @@ class MedprobeSettings:
     offline: bool = False
     findings: tuple[str, ...] = ()
     subgroups: tuple[str, ...] = ()
+    csv_path: Path | None = None
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
@@ -610,4 +618,5 @@ def resolve_settings(
         offline=offline,
         findings=_parse_optional_names(get(FINDING)),
         subgroups=_parse_optional_names(get(SUBGROUP)),
+        csv_path=path_or_none(CSV),
     )

@@ -232,7 +232,7 @@ def extract_split(
     order = size_order(images)
     starts = range(0, len(order), batch_size)
     with torch.inference_mode(), stage_hooks(loaded, state):
-        for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
+        for start in tqdm(starts, desc=description, unit="batch", leave=None, disable=not progress or None):
             # Read by index, one batch at a time, so images decoded from files live for one batch.
             # Copies: images read through PIL can be read-only arrays, which torch warns about.
             batch = order[start : start + batch_size]
@@ -299,7 +299,7 @@ def generate_answers(
     texts: list[str] = []
     starts = range(0, len(images), batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc=description, unit="batch", disable=not progress or None):
+        for start in tqdm(starts, desc=description, unit="batch", leave=None, disable=not progress or None):
             batch_images = [np.array(image, dtype=np.uint8) for image in images[start : start + batch_size]]
             inputs = prepare_inputs(loaded, batch_images, prompt)
             output = loaded.model.generate(**inputs, generation_config=generation)

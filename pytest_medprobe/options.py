@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_medprobe.config import MODEL, SETTINGS, Setting
+from pytest_medprobe.plan import PLAN_FLAG
 
 GROUP = "medprobe"
 LIST_MODELS_FLAG = "--medprobe-models"
@@ -41,6 +42,14 @@ def register_options(parser: pytest.Parser) -> None:
         else:
             ini_default = "" if setting.default is None else str(setting.default)
         parser.addini(setting.ini, help=setting.help, type=setting.ini_type, default=ini_default)  # type: ignore[arg-type]
+    group.addoption(
+        PLAN_FLAG,
+        action="store_true",
+        default=False,
+        dest="medprobe_plan",
+        help="print the plan of the run (models with family, weight size, device and dtype; datasets with "
+        "images per split; which pairs are cached; forward passes remaining), then exit without loading a model",
+    )
     group.addoption(
         LIST_MODELS_FLAG,
         action="store_true",

@@ -76,6 +76,16 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("medprobe_plan", default=False):
+        try:
+            settings = _settings_from(config)
+        except MedprobeUsageError as exc:
+            print(f"ERROR: {exc}")
+            return pytest.ExitCode.USAGE_ERROR
+        from pytest_medprobe.plan import make_plan
+
+        print("\n".join(make_plan(AuditSession(settings)).lines()))
+        return 0
     if not config.getoption("medprobe_models", default=False):
         return None
     from pytest_medprobe.models.registry import models_listing
@@ -169,7 +179,7 @@ def _pair_result(request: pytest.FixtureRequest, pair: Pair) -> PairResult:
             return request.config.stash[SESSION_KEY].result(pair)
     except MedprobeError as exc:
         errors[pair] = f"{pair.model} × {pair.dataset}: {exc}"
-        pytest.fail(errors[pair], pytrace=False)
+    pytest.fail(errors[pair], pytrace=False)  # outside the except: the message says it all, no chained traceback
 
 
 @pytest.fixture(scope="session")
@@ -190,9 +200,12 @@ def medprobe_result(request: pytest.FixtureRequest, medprobe_pair: Pair) -> Pair
     return _pair_result(request, medprobe_pair)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mllm(request: pytest.FixtureRequest, medprobe_pair: Pair) -> LoadedModel:
     """The loaded model under audit: ``mllm.name``, ``mllm.family``, ``mllm.stage_names()``.
+
+    Loaded on demand, and released when another model loads (one model in memory at a
+    time), so keep no reference to it beyond the test.
 
     Example::
 
@@ -379,7 +392,13 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     if session is None or not any(MARKER in item.keywords for item in items):
         return []
     config.stash[HEADER_SHOWN_KEY] = True
-    return header_lines(session.settings)
+    lines = header_lines(session.settings)
+    # The plan, before any forward pass; not on an xdist worker, whose header nobody sees.
+    if not config.option.collectonly and getattr(config, "workerinput", None) is None:
+        from pytest_medprobe.plan import make_plan
+
+        lines.extend(make_plan(session).lines())
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -390,7 +409,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for notice in dict.fromkeys(notices):
             terminalreporter.write_line(notice)
     outputs = config.stash.get(OUTPUTS_KEY, None)  # set at sessionfinish, never on an xdist worker
-    if outputs is None or not (outputs.pairs or outputs.outcomes):
+    if outputs is None or not (outputs.pairs or outputs.outcomes or outputs.errors):
         return
     from pytest_medprobe.report.terminal import summary_lines
 
@@ -400,7 +419,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
         for line in header_lines(config.stash[SESSION_KEY].settings):
             terminalreporter.write_line(line)
-    for line in summary_lines([pair.record for pair in outputs.pairs]):
+    for line in summary_lines([pair.record for pair in outputs.pairs], outputs.errors, outputs.duplicates):
         terminalreporter.write_line(line)
 
 
@@ -409,6 +428,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     audit = config.stash.get(SESSION_KEY, None)
     if audit is None:
         return
+    audit.matrix_progress.close()
     from pytest_medprobe.report.outputs import RunOutputs, merge, write_files
 
     pair_errors: dict[Pair, str] = config.stash[PAIR_ERRORS_KEY]

@@ -3,7 +3,10 @@
 This is the plain-Python orchestration behind the fixtures: resolve a model, load a
 dataset, read the features from the cache or extract them (loading the model only
 then), fit the probes, compute health and verdicts. Each step runs at most once per
-pair; a notebook can use it without pytest:
+pair. Extraction is model-major (``pytest_medprobe.matrix``): the first pair of a model
+that misses the cache extracts every pending pair of that model, then the model is
+released before another one loads, so at most one model is in memory at a time. A
+notebook can use it without pytest:
 
     session = AuditSession(resolve_settings({}, {}, Path.cwd()))
     result = session.result(Pair("tiny-llava", "synthetic-lesions"))
@@ -14,11 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe.cache import FeatureCache, cache_key, log_notice
+from pytest_medprobe.errors import MedprobeError
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import AuditVerdicts
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel, ModelSource
+    from pytest_medprobe.progress import MatrixProgress
     from pytest_medprobe.subgroups import SubgroupReport
 
 POOLING = "mean-over-tokens/v2"  # part of the cache key: change it when pooling changes
@@ -84,9 +89,16 @@ def _text_or_none(value: object) -> str | None:
 class AuditSession:
     """Lazily computes and memoizes the results of every pair."""
 
-    def __init__(self, settings: MedprobeSettings, progress: bool = False, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: MedprobeSettings,
+        progress: bool = False,
+        run_id: str | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.progress = progress
+        self.echo = echo  # where a line per loaded model and per pair goes (the extract CLI), if anywhere
         # Shared by the processes of one run (pytest-xdist's workers): an entry written under
         # this id was extracted by this run, so --medprobe-refresh need not extract it again.
         self.run_id = run_id
@@ -95,7 +107,13 @@ class AuditSession:
         self.notices: list[str] = []
         self.cache = FeatureCache(settings.cache_dir, notify=self.notify)
         self._sources: dict[str, ModelSource] = {}
-        self._models: dict[str, LoadedModel] = {}
+        self._source_errors: dict[str, MedprobeError] = {}
+        self._loaded: LoadedModel | None = None  # at most one model in memory (see ``model``)
+        self._feature_errors: dict[Pair, MedprobeError] = {}  # pairs whose extraction failed, and why
+        self.forward_passes_total = 0  # model forward calls made by this session, over every pair
+        self._progress: MatrixProgress | None = None
+        # Extract pairs an `extract --all-pairs` rank claimed and died without writing (that command does).
+        self.adopt_orphans = False
         self._datasets: dict[str, ProbeDataset] = {}
         self._features: dict[Pair, tuple[FeatureBank, FeatureProvenance]] = {}
         self._results: dict[Pair, PairResult] = {}
@@ -114,7 +132,36 @@ class AuditSession:
 
     @property
     def pairs(self) -> tuple[Pair, ...]:
-        return tuple(Pair(m, d) for m in self.settings.models for d in self.settings.datasets)
+        """Every pair to audit, model-major; a model given twice under two names (same content) once."""
+        return tuple(Pair(m, d) for m in self.unique_models for d in self.settings.datasets)
+
+    @property
+    def unique_models(self) -> tuple[str, ...]:
+        """The ``--model`` values, less those whose checkpoint is another value's (same fingerprint)."""
+        duplicates = self.duplicates
+        return tuple(model for model in self.settings.models if model not in duplicates)
+
+    @property
+    def duplicates(self) -> dict[str, str]:
+        """``{name: earlier name}`` for each model whose content is an earlier model's (extracted and reported once)."""
+        seen: dict[str, str] = {}
+        duplicates: dict[str, str] = {}
+        for model in self.settings.models:
+            fingerprint = self.try_source(model)
+            if fingerprint is None:
+                continue  # unresolvable: its own pairs report why
+            if fingerprint.fingerprint in seen:
+                duplicates[model] = seen[fingerprint.fingerprint]
+            else:
+                seen[fingerprint.fingerprint] = model
+        return duplicates
+
+    def try_source(self, model: str) -> ModelSource | None:
+        """The model's source, or None when it cannot be resolved (``source`` raises why)."""
+        try:
+            return self.source(model)
+        except MedprobeError:
+            return None
 
     @property
     def computed_results(self) -> tuple[PairResult, ...]:
@@ -122,10 +169,18 @@ class AuditSession:
         return tuple(self._results[p] for p in self.pairs if p in self._results)
 
     def source(self, model: str) -> ModelSource:
+        if model in self._source_errors:
+            raise self._source_errors[model]
         if model not in self._sources:
             from pytest_medprobe.models.registry import resolve_model_source
 
-            self._sources[model] = resolve_model_source(model, self.settings.cache_dir, self.settings.trust_remote_code)
+            try:
+                self._sources[model] = resolve_model_source(
+                    model, self.settings.cache_dir, self.settings.trust_remote_code
+                )
+            except MedprobeError as exc:
+                self._source_errors[model] = exc  # asked once per run, not once per pair
+                raise
         return self._sources[model]
 
     def answer_mode(self, model: str) -> str:
@@ -141,16 +196,42 @@ class AuditSession:
         return preferred_answer_mode(model)
 
     def model(self, model: str) -> LoadedModel:
-        if model not in self._models:
-            from pytest_medprobe.models.loader import load_model
+        """The loaded model; loading one releases the model loaded before it (one in memory at a time)."""
+        if self._loaded is not None and self._loaded.name == model:
+            return self._loaded
+        self.release_model()
+        from pytest_medprobe.models.loader import load_model
 
-            self._models[model] = load_model(
-                self.source(model),
-                device=self.settings.device,
-                dtype=self.settings.dtype,
-                trust_remote_code=self.settings.trust_remote_code,
-            )
-        return self._models[model]
+        self._loaded = load_model(
+            self.source(model),
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            trust_remote_code=self.settings.trust_remote_code,
+        )
+        return self._loaded
+
+    @property
+    def matrix_progress(self) -> MatrixProgress:
+        """The bar over the whole matrix (pairs done / total) and, for the CLI, one line per event."""
+        if self._progress is None:
+            from pytest_medprobe.progress import MatrixProgress
+
+            self._progress = MatrixProgress(len(self.pairs), bar=self.progress, echo=self.echo)
+        return self._progress
+
+    @property
+    def loaded_model_name(self) -> str | None:
+        """The name of the model in memory now, if any."""
+        return None if self._loaded is None else self._loaded.name
+
+    def release_model(self) -> None:
+        """Drop the loaded model: the session's reference, then a collection and the CUDA cache."""
+        if self._loaded is None:
+            return
+        self._loaded = None
+        from pytest_medprobe.matrix import free_memory
+
+        free_memory()
 
     def dataset(self, dataset: str) -> ProbeDataset:
         if dataset not in self._datasets:
@@ -195,45 +276,83 @@ class AuditSession:
         return cache_key(parts)
 
     def features(self, pair: Pair) -> tuple[FeatureBank, FeatureProvenance]:
-        """The pair's feature bank: from the cache, or extracted (one pass) and cached."""
+        """The pair's feature bank: from the cache, or extracted (one pass) and cached.
+
+        A miss extracts every pending pair of the pair's model in one load (model-major),
+        then releases the model; the other pairs are then served from memory.
+        """
         if pair in self._features:
             return self._features[pair]
-        key = self.features_key(pair)
-        bank = self._cached(key)
-        forward_passes = 0
-        if bank is None:
-            with self.cache.lock(key):
-                # Another process may have written the entry while we waited for the lock.
-                bank = self._cached(key)
-                if bank is None and not self.settings.refresh:
-                    from pytest_medprobe.shards import merge_shards
+        if pair in self._feature_errors:
+            raise self._feature_errors[pair]
+        bank = self.cached_bank(self.features_key(pair))
+        if bank is not None:
+            self._features[pair] = (bank, self.provenance(self.features_key(pair), forward_passes=0))
+            self.matrix_progress.pair_done(pair, "cached")
+            return self._features[pair]
+        from pytest_medprobe.matrix import extract_model_pairs
 
-                    bank = merge_shards(self, pair, key)  # None unless `extract --shard` wrote shards
-                if bank is None:
-                    bank, forward_passes = self.extract(pair)
-                    self.cache.store(key, bank, self.entry_description(pair, forward_passes))
+        pending = [p for p in self.pairs if p.model == pair.model and p not in self._features]
+        extract_model_pairs(self, pair.model, pending if pair in pending else [pair, *pending])
+        if pair in self._feature_errors:
+            raise self._feature_errors[pair]
+        return self._features[pair]
+
+    def features_of(self, pair: Pair, key: str) -> tuple[FeatureBank, FeatureProvenance] | None:
+        """Under the entry's lock: the cached or merged features of ``pair``; None when they must be extracted."""
+        bank = self.cached_bank(key)  # another process may have written it while we waited for the lock
+        if bank is None and not self.settings.refresh:
+            from pytest_medprobe.shards import merge_shards
+
+            bank = merge_shards(self, pair, key)  # None unless `extract --shard` wrote shards
+        if bank is None:
+            return None
+        self._features[pair] = (bank, self.provenance(key, forward_passes=0))
+        return self._features[pair]
+
+    def extracted(self, pair: Pair, key: str, bank: FeatureBank, forward_passes: int) -> None:
+        """Store a pair's freshly extracted features (under the entry's lock) and keep them."""
+        self.cache.store(key, bank, self.entry_description(pair, forward_passes))
+        self._features[pair] = (bank, self.provenance(key, forward_passes))
+
+    def provenance(self, key: str, forward_passes: int) -> FeatureProvenance:
+        """Where a pair's features came from: device and dtype as the cache entry recorded them."""
         recorded = self.cache.description(key)
-        provenance = FeatureProvenance(
+        return FeatureProvenance(
             key,
             cache_hit=forward_passes == 0,
             forward_passes=forward_passes,
             device=_text_or_none(recorded.get("device")),
             dtype=_text_or_none(recorded.get("dtype")),
         )
-        self._features[pair] = (bank, provenance)
-        return self._features[pair]
 
-    def _cached(self, key: str) -> FeatureBank | None:
+    def error_of(self, pair: Pair) -> MedprobeError | None:
+        """Why the pair's features could not be had, once ``features`` was asked for them (else None)."""
+        return self._feature_errors.get(pair)
+
+    def failed(self, pair: Pair, error: MedprobeError) -> None:
+        """Remember why a pair's features could not be had; ``features`` raises it."""
+        self._feature_errors[pair] = error
+
+    def cached_bank(self, key: str) -> FeatureBank | None:
         if self.settings.refresh and (self.run_id is None or self.cache.description(key).get("run") != self.run_id):
             return None
         return self.cache.load(key)
+
+    def is_cached(self, key: str) -> bool:
+        """Whether the cache holds an entry for ``key`` that this run would read (its manifest; not verified)."""
+        from pytest_medprobe.cache import MANIFEST_FILE
+
+        if self.settings.refresh and (self.run_id is None or self.cache.description(key).get("run") != self.run_id):
+            return False
+        return (self.cache.entry_dir(key) / MANIFEST_FILE).is_file()
 
     def entry_description(self, pair: Pair, forward_passes: int, **extra: object) -> dict[str, object]:
         """What a cache entry's manifest says about its origin: for people, and for ``run_id``."""
         description: dict[str, object] = {"model": pair.model, "dataset": pair.dataset}
         if self.run_id is not None:
             description["run"] = self.run_id
-        loaded = self._models.get(pair.model)
+        loaded = self._loaded if self._loaded is not None and self._loaded.name == pair.model else None
         if loaded is not None:  # the device and precision the features were computed in
             description["device"] = str(loaded.device)
             description["dtype"] = str(loaded.dtype).removeprefix("torch.")
@@ -257,6 +376,7 @@ class AuditSession:
             )
         finally:
             handle.remove()
+            self.forward_passes_total += calls[0]
         return bank, calls[0]
 
     def result(self, pair: Pair) -> PairResult:

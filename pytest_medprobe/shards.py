@@ -46,6 +46,7 @@ from pytest_medprobe.config import (
     BATCH_SIZE,
     BOOTSTRAP,
     CACHE,
+    CSV,
     DATASET,
     DECISION,
     JSON,
@@ -75,6 +76,7 @@ SPLITS = ("fit", "test")
 # so the command can always reproduce the cache key of an audit run.
 AUDIT_ONLY: tuple[Setting, ...] = (
     JSON,
+    CSV,
     DECISION,
     BOOTSTRAP,
     PROBE_C,

@@ -72,3 +72,29 @@ def stand_in() -> Iterator[StandIn]:
     """A file server on 127.0.0.1 serving a small fake ``breastmnist.npz``; stopped after the test."""
     with serving({"breastmnist.npz": fake_breastmnist()}) as state:
         yield state
+
+
+@pytest.fixture(scope="session")
+def tiny_matrix_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Four different tiny LLaVA checkpoints (seeds 1-4), as ``--model`` values ``tiny-<i>=DIR`` (read-only)."""
+    from pytest_medprobe.models.tiny_llava import TinyLlavaSpec, build_tiny_llava
+
+    folder = tmp_path_factory.mktemp("matrix-checkpoints")
+    return [
+        f"tiny-{seed}={build_tiny_llava(folder / f'tiny-{seed}', TinyLlavaSpec(seed=seed))}" for seed in range(1, 5)
+    ]
+
+
+@pytest.fixture(scope="session")
+def medmnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a small random ``breastmnist.npz`` (2 classes, 28 px) in the MedMNIST format."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("medmnist")
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 8), ("test", 24)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
+    np.savez(root / "breastmnist.npz", **arrays)
+    return root

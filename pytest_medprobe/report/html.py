@@ -8,7 +8,7 @@ inject markup into the report.
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -121,9 +121,16 @@ def subgroup_table(report: SubgroupReport) -> str:
     return f'<table class="medprobe medprobe-subgroups">{caption}{header}{"".join(rows)}</table>'
 
 
-def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = False) -> str:
-    """The summary section: a table of every model × dataset pair, and per dataset one plot
-    overlaying the probe curves of all its models on a normalized depth axis."""
+def summary_html(
+    results: tuple[PairResult, ...],
+    trust_remote_code: bool = False,
+    errors: Sequence[tuple[str, str, str]] = (),
+    duplicates: Mapping[str, str] | None = None,
+) -> str:
+    """The summary section: the models × datasets heat map of health, a table of every pair, and
+    per dataset one plot overlaying the probe curves of all its models on a normalized depth axis."""
+    from pytest_medprobe.report.json_results import run_record
+    from pytest_medprobe.report.matrix_table import heatmap_html, matrix_rows
     from pytest_medprobe.report.plots import plot_overlay
 
     modes = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
@@ -169,8 +176,14 @@ def summary_html(results: tuple[PairResult, ...], trust_remote_code: bool = Fals
         for r in results
         if r.subgroups is not None
     )
+    heatmap = heatmap_html(matrix_rows([run_record(r) for r in results], errors), duplicates or {})
+    datasets = list(dict.fromkeys(result.dataset.name for result in results))
+    # Within each dataset, models by health, best first (as in the heat map, terminal and CSV).
+    results = tuple(sorted(results, key=lambda r: (datasets.index(r.dataset.name), -r.health.health)))
     return (
-        '<h2>medprobe</h2><table class="medprobe">'
+        "<h2>medprobe</h2>"
+        + heatmap
+        + '<table class="medprobe">'
         + header
         + "".join(rows)
         + "</table>"
@@ -241,11 +254,14 @@ class HtmlReportHooks:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
-        from pytest_medprobe.plugin import SESSION_KEY
+        from pytest_medprobe.plugin import PAIR_ERRORS_KEY, SESSION_KEY
 
         audit = self.config.stash[SESSION_KEY]
-        if audit.computed_results:
-            prefix.append(summary_html(audit.computed_results, audit.settings.trust_remote_code))
+        errors = [(p.model, p.dataset, message) for p, message in self.config.stash[PAIR_ERRORS_KEY].items()]
+        if audit.computed_results or errors:
+            prefix.append(
+                summary_html(audit.computed_results, audit.settings.trust_remote_code, errors, audit.duplicates)
+            )
         self._add_environment_rows()
 
     def _add_environment_rows(self) -> None:

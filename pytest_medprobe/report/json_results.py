@@ -101,11 +101,15 @@ def results_document(outputs: RunOutputs, context: Mapping[str, Any] | None = No
     runs: list[dict[str, Any]] = [pair.record for pair in outputs.pairs]
     for model, dataset, message in outputs.errors:
         runs.append({"model": {"name": model}, "dataset": {"name": dataset}, "error": message})
+    from pytest_medprobe.report.matrix_table import matrix_document, matrix_rows
+
+    rows = matrix_rows([pair.record for pair in outputs.pairs], outputs.errors)
     return {
         "medprobe_version": __version__,
         **(context or {}),
         "runs": runs,
         "audits": [{"nodeid": nodeid, "outcome": outcome} for nodeid, outcome in outputs.outcomes.items()],
+        "matrix": matrix_document(rows, outputs.duplicates),
     }
 
 

@@ -39,6 +39,7 @@ class RunOutputs:
     pairs: list[PairOutput] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # model, dataset, message
     outcomes: dict[str, str] = field(default_factory=dict)  # node id -> passed|failed|error|skipped
+    duplicates: dict[str, str] = field(default_factory=dict)  # model -> earlier model with the same content
 
     @classmethod
     def of_session(
@@ -58,7 +59,7 @@ class RunOutputs:
             for result in session.computed_results
         ]
         errors = [(pair.model, pair.dataset, message) for pair, message in pair_errors.items()]
-        return cls(pairs, errors, dict(outcomes))
+        return cls(pairs, errors, dict(outcomes), session.duplicates)
 
     def to_json(self) -> str:
         """The form a worker sends to the controller (execnet carries strings safely)."""
@@ -70,6 +71,7 @@ class RunOutputs:
                 ],
                 "errors": self.errors,
                 "outcomes": self.outcomes,
+                "duplicates": self.duplicates,
             },
             allow_nan=False,
         )
@@ -82,7 +84,7 @@ class RunOutputs:
             for p in data["pairs"]
         ]
         errors = [(model, dataset, message) for model, dataset, message in data["errors"]]
-        return cls(pairs, errors, dict(data["outcomes"]))
+        return cls(pairs, errors, dict(data["outcomes"]), dict(data.get("duplicates", {})))
 
     @property
     def baseline_entries(self) -> dict[str, dict[str, Any]]:
@@ -110,7 +112,9 @@ def merge(parts: Sequence[RunOutputs], pair_order: Sequence[Pair], node_order: S
     grouped: dict[tuple[str, str], list[PairOutput]] = {}
     errors: dict[tuple[str, str], str] = {}
     outcomes: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
     for part in parts:
+        duplicates.update(part.duplicates)
         for output in part.pairs:
             grouped.setdefault((output.model, output.dataset), []).append(output)
         for model, dataset, message in part.errors:
@@ -127,6 +131,7 @@ def merge(parts: Sequence[RunOutputs], pair_order: Sequence[Pair], node_order: S
         pairs,
         [(model, dataset, message) for (model, dataset), message in sorted_errors],
         dict(sorted_outcomes),
+        duplicates,
     )
 
 
@@ -136,8 +141,8 @@ def write_files(
     invocation_dir: Path,
     context: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Write ``--medprobe-save-baseline`` and ``--medprobe-json`` (with ``context``, the run's
-    environment, settings and command line); returns lines for the terminal."""
+    """Write ``--medprobe-save-baseline``, ``--medprobe-json`` (with ``context``, the run's
+    environment, settings and command line) and ``--medprobe-csv``; returns lines for the terminal."""
     lines = []
     entries = outputs.baseline_entries
     if settings.save_baseline_path is not None and entries:
@@ -150,4 +155,10 @@ def write_files(
 
         path = settings.json_path if settings.json_path.is_absolute() else invocation_dir / settings.json_path
         write_results(path, outputs, context)
+    if settings.csv_path is not None:
+        from pytest_medprobe.report.matrix_table import matrix_rows, write_csv
+
+        path = settings.csv_path if settings.csv_path.is_absolute() else invocation_dir / settings.csv_path
+        write_csv(path, matrix_rows([pair.record for pair in outputs.pairs], outputs.errors))
+        lines.append(f"medprobe: wrote the models × datasets table to {path}")
     return lines

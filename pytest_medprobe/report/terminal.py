@@ -1,4 +1,4 @@
-"""The compact table that closes the terminal output: one line per model × dataset pair."""
+"""The compact table that closes the terminal output: one line per model × dataset pair (``matrix_table``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_medprobe.config import MedprobeSettings
-
-SHORT_MODES = {
-    "visual_representation": "vision",
-    "connector_fidelity": "connector",
-    "llm_comprehension": "llm",
-    "semantic_mapping": "semantic",
-    "health": "health",
-}
 
 
 def header_lines(settings: MedprobeSettings) -> list[str]:
@@ -28,24 +20,19 @@ def header_lines(settings: MedprobeSettings) -> list[str]:
     return lines
 
 
-def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The table of the pairs' records (entries of ``runs`` in the results file)."""
-    rows = [["model", "dataset", "health", *SHORT_MODES.values(), "root cause", "features"]]
-    for record in records:
-        verdicts = {v["mode"]: ("pass" if v["verdict"] == "pass" else "FAIL") for v in record["failure_modes"]}
-        health = record["health"]
-        rows.append(
-            [
-                record["model"]["name"],
-                record["dataset"]["name"],
-                f"{health['health']:.3f} [{health['low']:.3f}, {health['high']:.3f}]",
-                *(verdicts.get(mode, "-") for mode in SHORT_MODES),
-                record["root_cause"] or "none",
-                "cached" if record["features"]["cache_hit"] else "extracted",
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+def summary_lines(
+    records: Sequence[Mapping[str, Any]],
+    errors: Sequence[tuple[str, str, str]] = (),
+    duplicates: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The table of the pairs' records (entries of ``runs`` in the results file), sorted by health per dataset.
+
+    Each failure-mode statistic is shown with its verdict; pairs that errored and models
+    given twice follow the table.
+    """
+    from pytest_medprobe.report.matrix_table import matrix_rows, terminal_lines
+
+    lines = terminal_lines(matrix_rows(records, errors), duplicates or {})
     for model in dict.fromkeys(r["model"]["name"] for r in records if not r["has_image_view"]):
         lines.append(f"{model}: {NO_IMAGE_VIEW}")
     notes = {(r["dataset"]["name"], note): None for r in records for note in r["dataset"].get("notes", ())}
