@@ -68,7 +68,7 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
 ) -> None:
     shipped_audits.runpytest(*fast_options, "--html=r.html", "--self-contained-html", "--medprobe-json=r.json")
     document = json.loads((shipped_audits.path / "r.json").read_text())
-    assert set(document) == {"medprobe_version", "environment", "settings", "command", "runs", "audits"}
+    assert set(document) == {"medprobe_version", "environment", "settings", "command", "runs", "audits", "matrix"}
     [run] = document["runs"]
     assert {"model", "dataset", "stages", "pixels", "answer", "health", "failure_modes", "root_cause"} <= set(run)
     assert set(run["model"]) >= {"name", "family", "source", "fingerprint"}
