@@ -191,7 +191,7 @@ def test_a_matrix_with_a_broken_model_an_out_of_memory_model_and_a_duplicate_rep
             "*test_health?broken-synthetic-lesions? ERROR*",
             "*test_health?tiny-2-breastmnist? ERROR*",
             "*medprobe summary*",
-            "broken × synthetic-lesions: error: --model 'broken=*': could not load the checkpoint*",
+            f"broken × synthetic-lesions: error: {MODEL.flag} 'broken=*': could not load the checkpoint*",
             f"tiny-2 × medmnist:breastmnist: error: out of memory while extracting * at {BATCH_SIZE.flag}=8 *",
             "again: same content as tiny-1; extracted and reported once, as tiny-1",
         ]
