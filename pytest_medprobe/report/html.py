@@ -133,6 +133,9 @@ def summary_html(
     from pytest_medprobe.report.matrix_table import heatmap_html, matrix_rows
     from pytest_medprobe.report.plots import plot_overlay
 
+    datasets = list(dict.fromkeys(result.dataset.name for result in results))
+    # Within each dataset, models by health, best first (as in the heat map, terminal and CSV).
+    results = tuple(sorted(results, key=lambda r: (datasets.index(r.dataset.name), -r.health.health)))
     modes = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
     header = (
         "<tr><th>model</th><th>family</th><th>dataset</th><th>n fit / test</th><th>health</th>"
@@ -177,9 +180,6 @@ def summary_html(
         if r.subgroups is not None
     )
     heatmap = heatmap_html(matrix_rows([run_record(r) for r in results], errors), duplicates or {})
-    datasets = list(dict.fromkeys(result.dataset.name for result in results))
-    # Within each dataset, models by health, best first (as in the heat map, terminal and CSV).
-    results = tuple(sorted(results, key=lambda r: (datasets.index(r.dataset.name), -r.health.health)))
     return (
         "<h2>medprobe</h2>"
         + heatmap
