@@ -200,8 +200,10 @@ class AuditSession:
         if self._loaded is not None and self._loaded.name == model:
             return self._loaded
         self.release_model()
+        from pytest_medprobe.matrix import map_large_blocks_directly
         from pytest_medprobe.models.loader import load_model
 
+        map_large_blocks_directly()  # so that releasing the model gives all of its memory back
         self._loaded = load_model(
             self.source(model),
             device=self.settings.device,
