@@ -19,16 +19,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pytest_medprobe import __version__, stages
-from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, TOLERANCE, Decision, Setting, setting_names
+from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, Setting, setting_names
 from pytest_medprobe.curve import format_interval, percentile_interval
 from pytest_medprobe.errors import MedprobeUsageError
-from pytest_medprobe.failure_modes import Verdict, decide
+from pytest_medprobe.failure_modes import FAILURE_MODES, RegressionStatistic, tracked_statistics
 from pytest_medprobe.files import atomic_write_text
+from pytest_medprobe.thresholds import Decision
+from pytest_medprobe.verdict import Verdict, decide, escape, setting_ref
 
 if TYPE_CHECKING:
     from pytest_medprobe.curve import ProbeCurve
@@ -36,55 +38,25 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 SPLIT = "test"
-Better = Literal["higher", "lower"]
 
 
-@dataclass(frozen=True)
-class RegressionStatistic:
-    """One number a release must not get worse on, with its bootstrap samples."""
-
-    name: str
-    title: str
-    better: Better
-    segment: tuple[str, str]  # the stages it compares (the whole pipeline for health)
-    point: float
-    samples: np.ndarray  # [B], resample b of the same bootstrap as every stage
+def statistic_names() -> tuple[str, ...]:
+    """Health, then every registered failure mode's tracked statistics (``FailureMode.tracked``)."""
+    return ("health", *(tracked.name for mode in FAILURE_MODES.values() for tracked in mode.tracked))
 
 
-STATISTICS = ("health", "visual_gain", "connector_loss", "layer_drop", "llm_loss", "semantic_gap")
-
-
-def _largest_drop(curve: ProbeCurve) -> tuple[tuple[str, str], float, np.ndarray]:
-    """The largest fall between consecutive stages of the decoder's curve, and its samples."""
-    chain = [stages.CONNECTOR, *curve.image_view] if curve.has_image_view else list(curve.answer_view)
-    pairs = list(zip(chain[:-1], chain[1:]))
-    drops = [curve.score(a) - curve.score(b) for a, b in pairs]
-    worst = int(np.argmax(drops))
-    samples = np.max(np.stack([curve.samples(a) - curve.samples(b) for a, b in pairs]), axis=0)
-    return pairs[worst], max(drops), samples
+# The shipped statistics, for the regression audit's parameters (fixed at collection).
+STATISTICS = statistic_names()
 
 
 def regression_statistics(
     curve: ProbeCurve, health_samples: np.ndarray, health: float
 ) -> dict[str, RegressionStatistic]:
-    """Health and the failure-mode statistics of metrics.md §3, each with paired samples."""
-    last = curve.last_layer_answer
-    drop_pair, drop, drop_samples = _largest_drop(curve)
-
-    def difference(name: str, title: str, better: Better, a: str, b: str) -> RegressionStatistic:
-        return RegressionStatistic(
-            name, title, better, (a, b), curve.score(a) - curve.score(b), curve.samples(a) - curve.samples(b)
-        )
-
-    found = [
-        RegressionStatistic("health", "health", "higher", (stages.VISION, stages.ANSWER), health, health_samples),
-        difference("visual_gain", "visual gain (vision − pixels)", "higher", stages.VISION, stages.PIXELS),
-        difference("connector_loss", "connector loss (vision − connector)", "lower", stages.VISION, stages.CONNECTOR),
-        RegressionStatistic("layer_drop", "largest decoder-layer drop", "lower", drop_pair, drop, drop_samples),
-        difference("llm_loss", f"LLM loss (connector − {last})", "lower", stages.CONNECTOR, last),
-        difference("semantic_gap", f"semantic gap ({last} − answer)", "lower", last, stages.ANSWER),
-    ]
-    return {statistic.name: statistic for statistic in found}
+    """Health and the failure-mode statistics of docs/metrics.md §3, each with paired samples."""
+    health_statistic = RegressionStatistic(
+        "health", "health", "higher", (stages.VISION, stages.ANSWER), health, health_samples
+    )
+    return {statistic.name: statistic for statistic in [health_statistic, *tracked_statistics(curve)]}
 
 
 def default_release_line(model: str, model_fingerprint: str) -> str:
@@ -147,7 +119,7 @@ def _entry_problem(entry: object) -> str | None:
     statistics, n = entry["statistics"], entry["bootstrap"].get("n") if isinstance(entry["bootstrap"], dict) else None
     if not isinstance(statistics, dict):
         return "has no 'statistics' object"
-    for name in STATISTICS:
+    for name in statistic_names():
         statistic = statistics.get(name)
         if not isinstance(statistic, dict) or not {"point", "better", "sd", "samples"} <= statistic.keys():
             return f"has no complete statistic {name!r}"
@@ -259,7 +231,7 @@ class BaselineComparison:
     def verdict(self, name: str) -> Verdict:
         """Whether the candidate is worse than the baseline on ``name`` by more than the tolerance."""
         if name not in self.candidate:
-            raise KeyError(f"{name!r} is not a regression statistic; use one of {', '.join(STATISTICS)}")
+            raise KeyError(f"{name!r} is not a regression statistic; use one of {', '.join(self.candidate)}")
         stored, current = self.entry["statistics"][name], self.candidate[name]
         sign = 1.0 if current.better == "higher" else -1.0  # worsening = sign * (baseline - candidate)
         worsening = sign * (stored["point"] - current.point)
@@ -273,15 +245,15 @@ class BaselineComparison:
             how = "independent bootstraps: the test split or resampling differs from the baseline's"
         passed = decide(worsening, low, high, self.tolerance, "max", self.decision)
         comparison = "≤" if passed else ">"
-        message = (
+        message = escape(
             f"regression of {current.title} against baseline {self.release_line!r}: baseline "
             f"{stored['point']:.3f} → candidate {current.point:.3f}, worse by {worsening:.3f} "
             f"{format_interval(low, high)[:-1]}, {how}) {comparison} tolerance {self.tolerance:.3f}"
         )
         if not passed:
             message += (
-                f" — the candidate lost ground at {current.segment[0]} → {current.segment[1]}. "
-                f"Inspect it, or set {setting_names(TOLERANCE)} to accept it."
+                escape(f" — the candidate lost ground at {current.segment[0]} → {current.segment[1]}. Inspect it, ")
+                + f"or set {setting_ref('tolerance')} to accept it."
             )
         return Verdict(
             mode=f"regression_{name}",
@@ -294,8 +266,8 @@ class BaselineComparison:
             passed=passed,
             stage=current.segment[1],
             segment=current.segment,
-            setting=TOLERANCE,
-            message=message,
+            setting="tolerance",
+            template=message,
         )
 
 

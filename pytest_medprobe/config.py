@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.thresholds import DECISIONS, Decision, Thresholds
 
 DEFAULT_MODEL = "medprobe-tiny"
 DEFAULT_DATASET = "synthetic-lesions"
@@ -24,8 +24,6 @@ DEFAULT_CACHE_DIR = ".medprobe-cache"
 MEDMNIST_OFFICIAL_URL = "https://zenodo.org/records/10519652/files"
 MEDMNIST_URL_ENV = "MEDPROBE_MEDMNIST_URL"  # a mirror for every run of a machine or CI job
 
-Decision = Literal["point", "confident-fail", "confident-pass"]
-DECISIONS: tuple[Decision, ...] = ("point", "confident-fail", "confident-pass")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PROBE_BACKENDS = ("torch", "sklearn")
 
@@ -346,18 +344,16 @@ def setting_names(setting: Setting) -> str:
     return f"{setting.flag} / ini {setting.ini}"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The resolved audit thresholds (metrics.md §3 and §5), in raw balanced-accuracy points."""
+SETTINGS_BY_KEY: dict[str, Setting] = {setting.dest: setting for setting in SETTINGS}
 
-    min_vision_gain: float = 0.0
-    min_vision_score: float | None = None
-    max_connector_loss: float = 0.03
-    max_layer_drop: float = 0.05
-    max_llm_loss: float = 0.10
-    max_semantic_gap: float = 0.10
-    min_health: float = 0.6
-    max_subgroup_gap: float = 0.10
+
+def flag_names(key: str, short: bool = False) -> str:
+    """How the plugin names the setting ``key`` in a library message (``Verdict.render``):
+    flag and ini key, or the flag alone (``short``); a key no option sets stays as it is."""
+    setting = SETTINGS_BY_KEY.get(key)
+    if setting is None:
+        return key
+    return setting.flag if short else setting_names(setting)
 
 
 @dataclass(frozen=True)

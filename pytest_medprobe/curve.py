@@ -181,11 +181,23 @@ class ProbeCurve:
         return self.answer_view[-1]
 
     @property
-    def health_curve_stages(self) -> tuple[str, ...]:
-        """The stages of metrics.md §5's curve c, in order."""
+    def decoder_chain(self) -> tuple[str, ...]:
+        """The decoder's stages in order, the one rule for "which view the LLM audits read".
+
+        With an image view: the connector (the hidden state entering decoder layer 0 at the
+        image positions, docs/metrics.md §1) then ``llm.j``; without one (cross-attention
+        models) the answer view ``llm.j@answer``, the connector not being at that position.
+        """
         if self.has_image_view:
-            return (VISION, CONNECTOR, *self.image_view)
+            return (CONNECTOR, *self.image_view)
         return self.answer_view
+
+    @property
+    def health_curve_stages(self) -> tuple[str, ...]:
+        """The stages of docs/metrics.md §5's curve c, in order."""
+        if self.has_image_view:
+            return (VISION, *self.decoder_chain)
+        return self.decoder_chain
 
     # -- numbers -----------------------------------------------------------------------
 

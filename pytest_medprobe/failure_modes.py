@@ -1,368 +1,267 @@
-"""The four failure modes and the health audit (metrics.md §3, §5): statistics and verdicts.
+"""The failure modes as one registry (docs/metrics.md §3, §5): one declaration per mode.
 
-Pure functions from a ``ProbeCurve`` (and ``HealthScores``) plus thresholds to ``Verdict``
-objects. A verdict carries everything both of its readers need: the assertion helper
-prints ``message``, the reports draw ``statistic``, the interval and ``segment``.
+A ``FailureMode`` says everything about a mode once: its name, title, the short label of
+its column, the stages it spans, the statistic it reads off the probe curve, the setting
+key of its threshold, the bound, what a failure means and what to do, and the statistics
+a release must not get worse on. ``evaluate``, the ``verdicts`` fixture's attributes, the
+terminal and HTML columns, the results file and the baseline statistics all read
+``FAILURE_MODES``; a fifth mode is one ``register_failure_mode`` call and one audit file.
+
+Example (a toy mode: the answer must not fall below the first decoder layer)::
+
+    register_failure_mode(FailureMode(
+        name="early_answer", title="early answer", label="early gap", setting="max_early_gap",
+        bound="max", statistic_name="gap", default=0.2,
+        what="the answer says less than the first decoder layer holds", advice="Inspect the head",
+        segments=lambda curve: [(curve.answer_view[0], "answer")],
+    ))
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pytest_medprobe.config import (
-    MAX_CONNECTOR_LOSS,
-    MAX_LAYER_DROP,
-    MAX_LLM_LOSS,
-    MAX_SEMANTIC_GAP,
-    MIN_HEALTH,
-    MIN_VISION_GAIN,
-    MIN_VISION_SCORE,
-    Decision,
-    Setting,
-    Thresholds,
-    setting_names,
-)
-from pytest_medprobe.curve import ProbeCurve, format_interval
-from pytest_medprobe.health import HealthScores
+import numpy as np
+
 from pytest_medprobe.stages import ANSWER, CONNECTOR, PIXELS, VISION
+from pytest_medprobe.thresholds import Decision, Thresholds
+from pytest_medprobe.verdict import Bound, Verdict, accepting_threshold, combine_verdicts, decide, make_verdict
+from pytest_medprobe.verdict import setting_ref as _ref
 
-MODES = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
-TITLES = {
-    "visual_representation": "visual representation",
-    "connector_fidelity": "connector fidelity",
-    "llm_comprehension": "LLM comprehension",
-    "semantic_mapping": "semantic mapping",
-    "health": "health",
-}
-Bound = Literal["max", "min"]
+if TYPE_CHECKING:
+    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.health import HealthScores
 
-# Scores are ratios of counts: a statistic equal to its threshold in exact arithmetic can
-# land 1e-17 past it in floating point, and the message would then read "0.030 > max 0.030".
-_TOLERANCE = 1e-9
+__all__ = [
+    "FAILURE_MODES",
+    "MODES",
+    "AuditVerdicts",
+    "Better",
+    "Bound",
+    "FailureMode",
+    "RegressionStatistic",
+    "Tracked",
+    "Verdict",
+    "cause_modes",
+    "decide",
+    "evaluate",
+    "register_failure_mode",
+    "unregister_failure_mode",
+]
+
+Better = Literal["higher", "lower"]
+Segment = tuple[str, str]
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One audit's outcome: the statistic, its interval, the threshold and what to do."""
+class RegressionStatistic:
+    """One number a release must not get worse on, with its bootstrap samples."""
 
-    mode: str  # one of MODES, or "health"
+    name: str
     title: str
-    statistic: float
-    low: float
-    high: float
-    threshold: float
-    bound: Bound  # max: fail when statistic > threshold; min: fail when statistic < threshold
-    passed: bool
-    stage: str  # the stage the verdict is about
-    segment: tuple[str, str]  # the two stages the statistic compares (marked on the plot)
-    setting: Setting  # the setting that moves the threshold
-    message: str
-    parts: tuple[Verdict, ...] = ()  # sub-checks, when the audit has more than one
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe form for the results file."""
-        return {
-            "mode": self.mode,
-            "title": self.title,
-            "statistic": float(self.statistic),
-            "low": float(self.low),
-            "high": float(self.high),
-            "threshold": float(self.threshold),
-            "bound": self.bound,
-            "verdict": "pass" if self.passed else "fail",
-            "stage": self.stage,
-            "segment": list(self.segment),
-            "setting": self.setting.flag,
-            "message": self.message,
-            "parts": [part.as_dict() for part in self.parts],
-        }
+    better: Better
+    segment: Segment  # the stages it compares (the whole pipeline for health)
+    point: float
+    samples: np.ndarray  # [B], resample b of the same bootstrap as every stage
 
 
-def decide(statistic: float, low: float, high: float, threshold: float, bound: Bound, decision: Decision) -> bool:
-    """Whether the check passes, under metrics.md §3's decision rule.
+@dataclass(frozen=True)
+class Tracked:
+    """A statistic of a mode that baselines keep and regressions and subgroups compare."""
 
-    ``point``: the point estimate decides. ``confident-fail``: fail only when the whole
-    interval is past the threshold. ``confident-pass``: pass only when the whole interval
-    is inside. A value equal to the threshold is inside.
+    name: str
+    better: Better
+    measure: Callable[[ProbeCurve], tuple[str, Segment, float, np.ndarray]]  # title, segment, point, samples
+
+    def of(self, curve: ProbeCurve) -> RegressionStatistic:
+        title, segment, point, samples = self.measure(curve)
+        return RegressionStatistic(self.name, title, self.better, segment, point, samples)
+
+
+def _difference(
+    title: Callable[[ProbeCurve], str], a: Callable[[ProbeCurve], str], b: Callable[[ProbeCurve], str]
+) -> Callable[[ProbeCurve], tuple[str, Segment, float, np.ndarray]]:
+    """``score(a) - score(b)`` with its per-resample samples."""
+
+    def measure(curve: ProbeCurve) -> tuple[str, Segment, float, np.ndarray]:
+        first, second = a(curve), b(curve)
+        point = curve.score(first) - curve.score(second)
+        return title(curve), (first, second), point, curve.samples(first) - curve.samples(second)
+
+    return measure
+
+
+def _largest_drop(curve: ProbeCurve) -> tuple[str, Segment, float, np.ndarray]:
+    """The largest fall between consecutive stages of the decoder chain, and its samples."""
+    chain = curve.decoder_chain
+    pairs = list(zip(chain[:-1], chain[1:]))
+    drops = [curve.score(a) - curve.score(b) for a, b in pairs]
+    worst = int(np.argmax(drops))
+    samples = np.max(np.stack([curve.samples(a) - curve.samples(b) for a, b in pairs]), axis=0)
+    return "largest decoder-layer drop", pairs[worst], max(drops), samples
+
+
+Judge = Callable[["FailureMode", "ProbeCurve", "HealthScores", Thresholds, Decision], Verdict]
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    """One failure mode, declared once.
+
+    ``segments(curve)``: the (a, b) stage pairs it reads. Without a ``judge``, each pair's
+    statistic is ``score(a) - score(b)`` for a ``max`` bound (a loss) and ``score(b) -
+    score(a)`` for a ``min`` bound (a gain), judged against the threshold named
+    ``setting``; the verdict combines them (the worst decides). ``what`` may depend on the
+    pair. ``default`` is the threshold when ``Thresholds`` has none under ``setting``.
+    ``summary`` marks a mode that sums up the others (health): never a root cause, no column.
     """
-    # Flip "min" checks into "max" checks: fail when value > limit.
-    sign = 1.0 if bound == "max" else -1.0
-    limit = sign * threshold + _TOLERANCE
-    value, best, worst = sign * statistic, min(sign * low, sign * high), max(sign * low, sign * high)
-    if decision == "point":
-        return value <= limit
-    if decision == "confident-fail":
-        return best <= limit
-    if decision == "confident-pass":
-        return worst <= limit
-    raise ValueError(f"unknown decision rule {decision!r}")
+
+    name: str
+    title: str
+    label: str
+    setting: str
+    bound: Bound
+    statistic_name: str
+    what: str | Callable[[str, str], str]
+    advice: str
+    segments: Callable[[ProbeCurve], Sequence[Segment]]
+    judge: Judge | None = None
+    tracked: tuple[Tracked, ...] = ()
+    default: float | None = None
+    summary: bool = False
+
+    def threshold(self, thresholds: Thresholds, key: str | None = None) -> float | None:
+        """The threshold under ``key`` (default: this mode's setting)."""
+        key = key or self.setting
+        return thresholds.value(key, self.default if key == self.setting else None)
+
+    def check(self, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision) -> Verdict:
+        """This mode's verdict on a pair."""
+        if self.judge is not None:
+            return self.judge(self, curve, health, thresholds, decision)
+        return judge_segments(self, curve, health, thresholds, decision)
 
 
 def _num(value: float) -> str:
     return f"{value:.3f}"
 
 
-def accepting_threshold(statistic: float, low: float, high: float, bound: Bound, decision: Decision) -> float:
-    """The threshold, rounded outward to 3 decimals, at which this check would pass under
-    ``decision``: what a failure message tells the user to set."""
-    sign = 1.0 if bound == "max" else -1.0
-    values = {"point": sign * statistic, "confident-fail": min(sign * low, sign * high)}
-    needed = values.get(decision, max(sign * low, sign * high))  # confident-pass: the worst end
-    return sign * math.ceil(round(needed * 1000, 6)) / 1000
-
-
-def _verdict(
-    mode: str,
-    heading: str,
-    statistic: float,
-    low: float,
-    high: float,
-    threshold: float,
-    bound: Bound,
-    decision: Decision,
-    stage: str,
-    segment: tuple[str, str],
-    setting: Setting,
-    observed: str,
-    what: str,
-    advice: str,
-    also: str = "",
-) -> Verdict:
-    """A verdict whose message reads: heading: observed (CI) vs threshold — why. What to do.
-
-    What to do names the value that would accept the result (under the decision rule in
-    force), so the user never has to guess it; ``also`` adds what else must move with it.
-    """
-    passed = decide(statistic, low, high, threshold, bound, decision)
-    if passed:
-        comparison = "≤" if bound == "max" else "≥"
-        tail = "passes"
-    else:
-        comparison = ">" if bound == "max" else "<"
-        accept = accepting_threshold(statistic, low, high, bound, decision)
-        tail = f"{what}. {advice}, or accept it by setting {setting_names(setting)} to {accept:g}{also}"
-    message = f"{heading}: {observed} {format_interval(low, high)} {comparison} {bound} {_num(threshold)} — {tail}."
-    return Verdict(
-        mode,
-        TITLES[mode],
-        float(statistic),
-        float(low),
-        float(high),
-        float(threshold),
-        bound,
-        passed,
-        stage,
-        segment,
-        setting,
-        message,
-    )
-
-
 def _transition(curve: ProbeCurve, a: str, b: str, name: str) -> str:
     return f"{a} {_num(curve.score(a))} → {b} {_num(curve.score(b))}, {name} "
 
 
-def _excess(verdict: Verdict) -> float:
-    """How far past its threshold a statistic is (negative: inside)."""
-    return verdict.statistic - verdict.threshold if verdict.bound == "max" else verdict.threshold - verdict.statistic
+def _threshold(mode: FailureMode, thresholds: Thresholds, key: str | None = None) -> float:
+    value = mode.threshold(thresholds, key)
+    if value is None:
+        raise ValueError(f"{mode.name}: no threshold {key or mode.setting!r} (set it in Thresholds.extra)")
+    return value
 
 
-def _combine(mode: str, parts: Sequence[Verdict]) -> Verdict:
-    """One verdict from sub-checks: fails if any fails; headline = the part furthest past its threshold."""
-    failing = [part for part in parts if not part.passed]
-    headline = max(failing or parts, key=_excess)
-    if len(parts) == 1:
-        return headline
-    messages = [headline.message, *(part.message for part in failing if part is not headline)]
-    return Verdict(
-        mode,
-        TITLES[mode],
-        headline.statistic,
-        headline.low,
-        headline.high,
-        headline.threshold,
-        headline.bound,
-        not failing,
-        headline.stage,
-        headline.segment,
-        headline.setting,
-        "\n".join(messages),
-        tuple(parts),
-    )
-
-
-def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """Audit 1: the encoder must beat raw pixels (and reach ``min_vision_score`` when set)."""
-    mode = "visual_representation"
-    gain = curve.loss(VISION, PIXELS)
-    parts = [
-        _verdict(
-            mode,
-            TITLES[mode],
-            gain,
-            gain.low,
-            gain.high,
-            thresholds.min_vision_gain,
-            "min",
-            decision,
-            VISION,
-            (PIXELS, VISION),
-            MIN_VISION_GAIN,
-            f"{PIXELS} {_num(curve.score(PIXELS))} → {VISION} {_num(curve.score(VISION))}, gain {_num(gain)}",
-            "the vision encoder carries no more diagnostic signal than the raw pixels",
-            "Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
-        )
-    ]
-    if thresholds.min_vision_score is not None:
-        low, high = curve.interval(VISION)
-        parts.append(
-            _verdict(
-                mode,
-                TITLES[mode],
-                curve.score(VISION),
-                low,
-                high,
-                thresholds.min_vision_score,
-                "min",
-                decision,
-                VISION,
-                (PIXELS, VISION),
-                MIN_VISION_SCORE,
-                f"{VISION} {_num(curve.score(VISION))}",
-                "the vision encoder falls short of the reference score",
-                "Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
-            )
-        )
-    return _combine(mode, parts)
-
-
-def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """Audit 2: every connector must keep what the vision encoder handed it.
-
-    The main connector is read against ``vision``; a side connector ``connector.{i}``
-    (Qwen3-VL's deepstack mergers) against the vision block ``vision.{i}`` it reads, so a
-    lossy deepstack merger fails here and names its own stage.
-    """
-    mode = "connector_fidelity"
+def judge_segments(
+    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+) -> Verdict:
+    """The generic judge: one sub-check per segment, combined."""
     parts = []
-    for source, output in curve.connector_pairs:
-        loss = curve.loss(source, output)
+    for a, b in mode.segments(curve):
+        statistic = curve.loss(a, b) if mode.bound == "max" else curve.loss(b, a)
         parts.append(
-            _verdict(
-                mode,
-                TITLES[mode],
-                loss,
-                loss.low,
-                loss.high,
-                thresholds.max_connector_loss,
-                "max",
-                decision,
-                output,
-                (source, output),
-                MAX_CONNECTOR_LOSS,
-                _transition(curve, source, output, "loss") + _num(loss),
-                "the projector loses visual signal the encoder had"
-                if output == CONNECTOR
-                else f"the side connector {output} loses visual signal that {source} had",
-                "Inspect the connector",
+            make_verdict(
+                mode=mode.name,
+                title=mode.title,
+                statistic=statistic,
+                threshold=_threshold(mode, thresholds),
+                bound=mode.bound,
+                decision=decision,
+                segment=(a, b),
+                setting=mode.setting,
+                observed=_transition(curve, a, b, mode.statistic_name) + _num(statistic),
+                what=mode.what(a, b) if callable(mode.what) else mode.what,
+                advice=mode.advice,
             )
         )
-    return _combine(mode, parts)
+    return combine_verdicts(mode.name, parts, mode.title)
 
 
-def _layer_drop(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict | None:
-    """Audit 3 (a): one sub-check per decoder layer, combined; the headline is the largest drop."""
-    mode = "llm_comprehension"
-    if curve.has_image_view:
-        # The hidden state entering decoder layer 0 at the image positions is the
-        # connector output (metrics.md §1), so connector → llm.0 is layer 0's own drop.
-        sequence, view = (CONNECTOR, *curve.image_view), "image tokens"
-    else:
-        # The answer view rises by design; only its falls count, and the connector is
-        # not at the answer position, so the sequence starts at layer 0.
-        sequence, view = curve.answer_view, "answer position"
-    if len(sequence) < 2:
-        return None
-    layers = []
-    for a, b in zip(sequence[:-1], sequence[1:]):
-        drop = curve.loss(a, b)
-        # A layer may not be allowed to lose more than the whole decoder (config refuses it),
-        # so accepting a large drop may need the decoder bound raised as well.
-        accept = accepting_threshold(float(drop), drop.low, drop.high, "max", decision)
-        also = f" and {MAX_LLM_LOSS.flag} to at least that" if accept > thresholds.max_llm_loss else ""
-        layers.append(
-            _verdict(
-                mode,
-                f"{TITLES[mode]} ({view})",
-                drop,
-                drop.low,
-                drop.high,
-                thresholds.max_layer_drop,
-                "max",
-                decision,
-                b,
-                (a, b),
-                MAX_LAYER_DROP,
-                f"layer drop {_transition(curve, a, b, 'drop')}{_num(drop)}",
-                f"decoder layer {b} discards signal the {view} carried",
-                "Inspect that layer (its attention to the image tokens, or a fault in its weights)",
-                also,
-            )
-        )
-    # Every layer is a sub-check (JSON, JUnit and HTML list them all); with one threshold
-    # for all, the combined headline is the largest drop, the first of equal ones.
-    return _combine(mode, layers)
+def _judge_vision(
+    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+) -> Verdict:
+    """Audit 1: the encoder must beat raw pixels (and reach ``min_vision_score`` when set)."""
+    gain = judge_segments(mode, curve, health, thresholds, decision)
+    reference = mode.threshold(thresholds, "min_vision_score")
+    if reference is None:
+        return gain
+    low, high = curve.interval(VISION)
+    score = make_verdict(
+        mode=mode.name,
+        title=mode.title,
+        statistic=curve.score(VISION),
+        low=low,
+        high=high,
+        threshold=reference,
+        bound="min",
+        decision=decision,
+        segment=(PIXELS, VISION),
+        setting="min_vision_score",
+        observed=f"{VISION} {_num(curve.score(VISION))}",
+        what="the vision encoder falls short of the reference score",
+        advice=mode.advice,
+    )
+    return combine_verdicts(mode.name, [gain, score], mode.title)
 
 
-def llm_comprehension(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """Audit 3: no decoder layer may drop the signal, and it must reach the answer position."""
-    mode = "llm_comprehension"
-    last = curve.last_layer_answer
+def _judge_llm(
+    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+) -> Verdict:
+    """Audit 3: no decoder layer may drop the signal, and it must reach the answer position.
+
+    Every layer of the decoder chain is a sub-check (JSON, JUnit and HTML list them all);
+    with one threshold for all, their headline is the largest drop, the first of equal ones.
+    """
+    last, max_llm_loss = curve.last_layer_answer, _threshold(mode, thresholds)
     loss = curve.loss(CONNECTOR, last)
-    carried = _verdict(
-        mode,
-        TITLES[mode],
-        loss,
-        loss.low,
-        loss.high,
-        thresholds.max_llm_loss,
-        "max",
-        decision,
-        last,
-        (CONNECTOR, last),
-        MAX_LLM_LOSS,
-        _transition(curve, CONNECTOR, last, "LLM loss") + _num(loss),
-        "the decoder does not carry the image signal to the position where the answer is formed",
-        "Inspect how the answer position attends to the image tokens (prompt, attention, context length)",
+    carried = make_verdict(
+        mode=mode.name,
+        title=mode.title,
+        statistic=loss,
+        threshold=max_llm_loss,
+        bound="max",
+        decision=decision,
+        segment=(CONNECTOR, last),
+        setting=mode.setting,
+        observed=_transition(curve, CONNECTOR, last, "LLM loss") + _num(loss),
+        what="the decoder does not carry the image signal to the position where the answer is formed",
+        advice="Inspect how the answer position attends to the image tokens (prompt, attention, context length)",
     )
-    drop = _layer_drop(curve, thresholds, decision)
-    return _combine(mode, [carried] if drop is None else [drop, carried])
-
-
-def semantic_mapping(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """Audit 4: what the model holds at the answer position it must also say."""
-    mode = "semantic_mapping"
-    last = curve.last_layer_answer
-    gap = curve.loss(last, ANSWER)
-    return _verdict(
-        mode,
-        TITLES[mode],
-        gap,
-        gap.low,
-        gap.high,
-        thresholds.max_semantic_gap,
-        "max",
-        decision,
-        ANSWER,
-        (last, ANSWER),
-        MAX_SEMANTIC_GAP,
-        _transition(curve, last, ANSWER, "gap") + _num(gap),
-        "the model holds the diagnosis at the answer position but does not say it",
-        "Check the prompt's options and how answers are read (letter tokens), or tune the output mapping",
-    )
+    # The answer view rises by design; only its falls count (decoder_chain says which view).
+    chain, view = curve.decoder_chain, "image tokens" if curve.has_image_view else "answer position"
+    if len(chain) < 2:
+        return combine_verdicts(mode.name, [carried], mode.title)
+    layers = []
+    for a, b in zip(chain[:-1], chain[1:]):
+        drop = curve.loss(a, b)
+        # A layer may not lose more than the whole decoder (config refuses it), so accepting
+        # a large drop may need the decoder bound raised as well.
+        accept = accepting_threshold(float(drop), drop.low, drop.high, "max", decision)
+        layers.append(
+            make_verdict(
+                mode=mode.name,
+                title=mode.title,
+                heading=f"{mode.title} ({view})",
+                statistic=drop,
+                threshold=_threshold(mode, thresholds, "max_layer_drop"),
+                bound="max",
+                decision=decision,
+                segment=(a, b),
+                setting="max_layer_drop",
+                observed=f"layer drop {_transition(curve, a, b, 'drop')}{_num(drop)}",
+                what=f"decoder layer {b} discards signal the {view} carried",
+                advice="Inspect that layer (its attention to the image tokens, or a fault in its weights)",
+                also=f" and {_ref(mode.setting, short=True)} to at least that" if accept > max_llm_loss else "",
+            )
+        )
+    return combine_verdicts(mode.name, [combine_verdicts(mode.name, layers, mode.title), carried], mode.title)
 
 
 _COMPONENT_ADVICE = {
@@ -373,60 +272,221 @@ _COMPONENT_ADVICE = {
 }
 
 
-def health_verdict(health: HealthScores, thresholds: Thresholds, decision: Decision) -> Verdict:
+def _judge_health(
+    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+) -> Verdict:
     """The health audit: health ≥ ``min_health``; the message names the weakest component."""
     weakest = health.weakest
     a, b = health.segments[weakest]
-    return _verdict(
-        "health",
-        TITLES["health"],
-        health.health,
-        health.low,
-        health.high,
-        thresholds.min_health,
-        "min",
-        decision,
-        b,
-        (a, b),
-        MIN_HEALTH,
-        _num(health.health),
-        f"weakest component {weakest} {_num(health.component(weakest))} ({a} → {b})",
-        _COMPONENT_ADVICE[weakest],
+    return make_verdict(
+        mode=mode.name,
+        title=mode.title,
+        statistic=health.health,
+        low=health.low,
+        high=health.high,
+        threshold=_threshold(mode, thresholds),
+        bound="min",
+        decision=decision,
+        segment=(a, b),
+        setting=mode.setting,
+        observed=_num(health.health),
+        what=f"weakest component {weakest} {_num(health.component(weakest))} ({a} → {b})",
+        advice=_COMPONENT_ADVICE[weakest],
     )
 
 
-@dataclass(frozen=True)
-class AuditVerdicts:
-    """The verdicts of one model × dataset pair."""
+def _last(curve: ProbeCurve) -> str:
+    return curve.last_layer_answer
 
-    visual_representation: Verdict
-    connector_fidelity: Verdict
-    llm_comprehension: Verdict
-    semantic_mapping: Verdict
-    health: Verdict
+
+FAILURE_MODES: dict[str, FailureMode] = {}
+
+
+def register_failure_mode(mode: FailureMode) -> FailureMode:
+    """Add ``mode`` to the registry (replacing one of the same name); summaries stay last."""
+    FAILURE_MODES[mode.name] = mode
+    ordered = sorted(FAILURE_MODES.values(), key=lambda declared: declared.summary)  # stable: causes first
+    FAILURE_MODES.clear()
+    FAILURE_MODES.update((declared.name, declared) for declared in ordered)
+    return mode
+
+
+def unregister_failure_mode(name: str) -> None:
+    """Remove a registered mode (a test's toy mode, once it is done)."""
+    FAILURE_MODES.pop(name, None)
+
+
+def cause_modes() -> tuple[FailureMode, ...]:
+    """The modes that can be a root cause, in pipeline order (every mode but the summaries)."""
+    return tuple(mode for mode in FAILURE_MODES.values() if not mode.summary)
+
+
+for _mode in (
+    FailureMode(
+        name="visual_representation",
+        title="visual representation",
+        label="vision gain",
+        setting="min_vision_gain",
+        bound="min",
+        statistic_name="gain",
+        what="the vision encoder carries no more diagnostic signal than the raw pixels",
+        advice="Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
+        segments=lambda curve: [(PIXELS, VISION)],
+        judge=_judge_vision,
+        tracked=(
+            Tracked(
+                "visual_gain",
+                "higher",
+                _difference(lambda c: "visual gain (vision − pixels)", lambda c: VISION, lambda c: PIXELS),
+            ),
+        ),
+    ),
+    FailureMode(
+        name="connector_fidelity",
+        title="connector fidelity",
+        label="connector loss",
+        setting="max_connector_loss",
+        bound="max",
+        statistic_name="loss",
+        # A side connector connector.{i} (Qwen3-VL's deepstack mergers) is read against the
+        # vision block vision.{i} it reads, so a lossy one fails here and names its own stage.
+        what=lambda a, b: (
+            "the projector loses visual signal the encoder had"
+            if b == CONNECTOR
+            else f"the side connector {b} loses visual signal that {a} had"
+        ),
+        advice="Inspect the connector",
+        segments=lambda curve: curve.connector_pairs,
+        tracked=(
+            Tracked(
+                "connector_loss",
+                "lower",
+                _difference(lambda c: "connector loss (vision − connector)", lambda c: VISION, lambda c: CONNECTOR),
+            ),
+        ),
+    ),
+    FailureMode(
+        name="llm_comprehension",
+        title="LLM comprehension",
+        label="llm loss",
+        setting="max_llm_loss",
+        bound="max",
+        statistic_name="LLM loss",
+        what="the decoder does not carry the image signal to the position where the answer is formed",
+        advice="Inspect how the answer position attends to the image tokens",
+        segments=lambda curve: [*zip(curve.decoder_chain[:-1], curve.decoder_chain[1:]), (CONNECTOR, _last(curve))],
+        judge=_judge_llm,
+        tracked=(
+            Tracked("layer_drop", "lower", _largest_drop),
+            Tracked(
+                "llm_loss",
+                "lower",
+                _difference(lambda c: f"LLM loss (connector − {_last(c)})", lambda c: CONNECTOR, _last),
+            ),
+        ),
+    ),
+    FailureMode(
+        name="semantic_mapping",
+        title="semantic mapping",
+        label="semantic gap",
+        setting="max_semantic_gap",
+        bound="max",
+        statistic_name="gap",
+        what="the model holds the diagnosis at the answer position but does not say it",
+        advice="Check the prompt's options and how answers are read (letter tokens), or tune the output mapping",
+        segments=lambda curve: [(_last(curve), ANSWER)],
+        tracked=(
+            Tracked(
+                "semantic_gap",
+                "lower",
+                _difference(lambda c: f"semantic gap ({_last(c)} − answer)", _last, lambda c: ANSWER),
+            ),
+        ),
+    ),
+    FailureMode(
+        name="health",
+        title="health",
+        label="health",
+        setting="min_health",
+        bound="min",
+        statistic_name="health",
+        what="health is low",
+        advice="See the weakest component",
+        segments=lambda curve: [(VISION, ANSWER)],
+        judge=_judge_health,
+        summary=True,
+    ),
+):
+    register_failure_mode(_mode)
+
+MODES = tuple(mode.name for mode in cause_modes())  # the shipped four, in pipeline order
+TITLES = {mode.name: mode.title for mode in FAILURE_MODES.values()}
+
+
+class AuditVerdicts:
+    """The verdicts of one model × dataset pair, one attribute per registered mode.
+
+    ``verdicts.connector_fidelity``, ``verdicts["health"]``; ``failure_modes()`` lists them
+    in pipeline order, summaries last.
+    """
+
+    def __init__(self, verdicts: Mapping[str, Verdict]) -> None:
+        self._verdicts = dict(verdicts)
+
+    def __getattr__(self, name: str) -> Verdict:
+        if name.startswith("_") or name not in self.__dict__.get("_verdicts", {}):
+            raise AttributeError(f"no verdict {name!r}; the modes are: {', '.join(self.__dict__.get('_verdicts', {}))}")
+        return self._verdicts[name]
+
+    def __getitem__(self, name: str) -> Verdict:
+        return self._verdicts[name]
+
+    def __repr__(self) -> str:
+        return f"AuditVerdicts({', '.join(f'{n}={v.passed}' for n, v in self._verdicts.items())})"
 
     @property
     def root_cause(self) -> str | None:
         """The earliest failing failure mode along the pipeline (health is a summary, not a cause)."""
-        return next((v.mode for v in self.failure_modes()[: len(MODES)] if not v.passed), None)
+        summaries = {name for name, mode in FAILURE_MODES.items() if mode.summary}
+        return next((v.mode for v in self.failure_modes() if v.mode not in summaries and not v.passed), None)
 
     def failure_modes(self) -> tuple[Verdict, ...]:
-        """The four failure modes in pipeline order, then health."""
-        return (
-            self.visual_representation,
-            self.connector_fidelity,
-            self.llm_comprehension,
-            self.semantic_mapping,
-            self.health,
-        )
+        """Every verdict in pipeline order, then the summaries (health)."""
+        return tuple(self._verdicts.values())
 
 
 def evaluate(curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision) -> AuditVerdicts:
-    """Every verdict of a pair."""
+    """Every registered mode's verdict on a pair."""
     return AuditVerdicts(
-        visual_representation=visual_representation(curve, thresholds, decision),
-        connector_fidelity=connector_fidelity(curve, thresholds, decision),
-        llm_comprehension=llm_comprehension(curve, thresholds, decision),
-        semantic_mapping=semantic_mapping(curve, thresholds, decision),
-        health=health_verdict(health, thresholds, decision),
+        {mode.name: mode.check(curve, health, thresholds, decision) for mode in FAILURE_MODES.values()}
     )
+
+
+def tracked_statistics(curve: ProbeCurve) -> list[RegressionStatistic]:
+    """Every registered mode's tracked statistics, in registry order."""
+    return [tracked.of(curve) for mode in FAILURE_MODES.values() for tracked in mode.tracked]
+
+
+def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
+    """Audit 1 alone (see ``FAILURE_MODES``)."""
+    return _judge_vision(FAILURE_MODES["visual_representation"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+
+
+def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
+    """Audit 2 alone."""
+    return judge_segments(FAILURE_MODES["connector_fidelity"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+
+
+def llm_comprehension(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
+    """Audit 3 alone."""
+    return _judge_llm(FAILURE_MODES["llm_comprehension"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+
+
+def semantic_mapping(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
+    """Audit 4 alone."""
+    return judge_segments(FAILURE_MODES["semantic_mapping"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+
+
+def health_verdict(health: HealthScores, thresholds: Thresholds, decision: Decision) -> Verdict:
+    """The health audit alone."""
+    return _judge_health(FAILURE_MODES["health"], None, health, thresholds, decision)  # type: ignore[arg-type]

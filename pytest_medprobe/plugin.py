@@ -25,6 +25,7 @@ from pytest_medprobe.config import (
     SETTINGS,
     MedprobeSettings,
     Thresholds,
+    flag_names,
     resolve_settings,
     setting_names,
 )
@@ -356,7 +357,7 @@ def check_verdict(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
         # The report hooks read it: JUnit suite properties, the HTML row's plot and table.
         request.node.stash[VERDICT_KEY] = verdict
         if not verdict.passed:
-            pytest.fail(verdict.message, pytrace=False)
+            pytest.fail(verdict.render(flag_names), pytrace=False)
 
     return check
 

@@ -10,7 +10,7 @@ for want of training data; the question here is the first one.
 Intervals are paired: the test split is resampled *within* each subgroup value (a
 stratified bootstrap, seed-fixed), and the overall numbers are recomputed on the union of
 the same resamples, so that "subgroup minus overall" has the tight interval of a paired
-difference. Statistics are those of the regression audits (``baseline.STATISTICS``):
+difference. Statistics are those of the regression audits (``baseline.statistic_names()``):
 health and every failure-mode statistic. The gap of a statistic is how much *worse* the
 subgroup is than the overall (positive = worse). A gap is judged unless it is too
 uncertain to say: its interval is wider than ``max_subgroup_gap`` and straddles it. Such
@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from pytest_medprobe.baseline import STATISTICS, RegressionStatistic, regression_statistics
-from pytest_medprobe.config import MAX_SUBGROUP_GAP, SUBGROUP, Decision, setting_names
+from pytest_medprobe.baseline import RegressionStatistic, regression_statistics, statistic_names
+from pytest_medprobe.config import SUBGROUP
 from pytest_medprobe.curve import ProbeCurve, format_interval, percentile_interval
-from pytest_medprobe.failure_modes import Verdict, decide
 from pytest_medprobe.health import HealthScores, compute_health, health_samples
 from pytest_medprobe.probes import curve_from_predictions
 from pytest_medprobe.stages import ANSWER, VISION
+from pytest_medprobe.thresholds import Decision
+from pytest_medprobe.verdict import SettingNamer, Verdict, decide, escape, plain_names, setting_ref
 
 MODE = "subgroups"
 TITLE = "subgroup gap"
@@ -41,7 +42,7 @@ TITLE = "subgroup gap"
 class SubgroupGap:
     """How much worse one subgroup is than the overall on one statistic, with its paired interval."""
 
-    statistic: str  # one of baseline.STATISTICS
+    statistic: str  # one of baseline.statistic_names()
     title: str
     overall: float
     subgroup: float
@@ -107,13 +108,13 @@ class SubgroupReport:
     groups: tuple[Subgroup, ...]
     verdict: Verdict
 
-    def as_dict(self) -> dict[str, Any]:
-        """The ``subgroups`` entry of a run in the results file."""
+    def as_dict(self, names: SettingNamer = plain_names) -> dict[str, Any]:
+        """The ``subgroups`` entry of a run in the results file; ``names`` names the settings."""
         return {
             "columns": list(self.columns),
             "max_gap": self.max_gap,
             "groups": [group.as_dict() for group in self.groups],
-            "verdict": self.verdict.as_dict(),
+            "verdict": self.verdict.as_dict(names),
         }
 
 
@@ -178,7 +179,7 @@ def subgroup_report(
             rows = np.flatnonzero(array == value)
             curve = curve_of(rows)
             health, statistics = _statistics(curve)
-            gaps = tuple(_gap(overall[name], statistics[name], max_gap, decision) for name in STATISTICS)
+            gaps = tuple(_gap(overall[name], statistics[name], max_gap, decision) for name in statistic_names())
             groups.append(Subgroup(column, str(value), len(rows), curve, health, gaps))
     columns = tuple(test_subgroups)
     return SubgroupReport(columns, max_gap, tuple(groups), _verdict(columns, groups, max_gap))
@@ -204,17 +205,21 @@ def _verdict(columns: Sequence[str], groups: Sequence[Subgroup], max_gap: float)
     else:
         statistic, low, high = 0.0, 0.0, 0.0
         headline = f"{TITLE}: no subgroup of {', '.join(columns)} has enough test images to judge"
+    template = escape(headline)
     if failing:
-        tail = (
-            f" — {group.label} does worse than the whole test split. Look at what differs for it (site, scanner, "
-            f"protocol, population), or set {setting_names(MAX_SUBGROUP_GAP)} to accept it."
+        template += (
+            escape(
+                f" — {group.label} does worse than the whole test split. Look at what differs for it (site, scanner, "
+                "protocol, population), or set "
+            )
+            + f"{setting_ref('max_subgroup_gap')} to accept it."
         )
         others = [_describe(g, x) for g, x in failing if (g, x) != (group, gap)]
-        tail += "".join(f"\n  also: {line}" for line in others)
+        template += escape("".join(f"\n  also: {line}" for line in others))
     else:
-        tail = " — passes." if pool else "."
+        template += " — passes." if pool else "."
     if unjudged:
-        tail += (
+        template += escape(
             f"\n  not judged (too few test images: the interval of a gap is wider than {max_gap:.3f}): "
             + ", ".join(f"{g.label} (n={g.n_test})" for g in unjudged)
         )
@@ -229,8 +234,8 @@ def _verdict(columns: Sequence[str], groups: Sequence[Subgroup], max_gap: float)
         passed=not failing,
         stage=ANSWER,
         segment=(VISION, ANSWER),
-        setting=MAX_SUBGROUP_GAP,
-        message=headline + tail,
+        setting="max_subgroup_gap",
+        template=template,
     )
 
 

@@ -12,7 +12,6 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +63,7 @@ def settings_record(settings: MedprobeSettings) -> dict[str, Any]:
         "answer_mode": settings.answer_mode,
         "max_new_tokens": settings.max_new_tokens,
         "decision": settings.decision,
-        "thresholds": asdict(settings.thresholds),
+        "thresholds": settings.thresholds.as_dict(),
         "probe": {"backend": settings.probe_backend, "c": settings.probe_c, "n_bootstrap": settings.n_bootstrap},
         "baseline": None if settings.baseline_path is None else str(settings.baseline_path),
         "label": settings.label,

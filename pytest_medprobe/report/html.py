@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_medprobe.config import flag_names
 from pytest_medprobe.report.json_results import answer_mode_record
 
 if TYPE_CHECKING:
@@ -50,24 +51,21 @@ def plot_html(svg: bytes, alt: str, css_class: str = "medprobe-plot") -> str:
     )
 
 
-def _leaves(verdict: Verdict) -> list[Verdict]:
-    return [verdict] if not verdict.parts else [leaf for part in verdict.parts for leaf in _leaves(part)]
-
-
 def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
     """A small HTML table: the verdict (when the test checked one) and the key scores."""
     curve = result.curve
     rows = []
     if verdict is not None:
         # The headline, then every sub-check (each decoder layer's drop of audit 3, ...).
-        checks = [verdict, *(_leaves(verdict) if verdict.parts else [])]
+        checks = [verdict, *(verdict.leaves() if verdict.parts else [])]
         for index, check in enumerate(checks):
             comparison = "≤" if check.bound == "max" else "≥"
             name = escape(check.title) if index == 0 else escape(f"{check.segment[0]} → {check.segment[1]}")
+            flag = escape(flag_names(check.setting, True))
             rows.append(
                 f"<tr><th>{name}</th><td>{_fmt(check.statistic)} "
                 f"(95% CI {_fmt(check.low)}–{_fmt(check.high)}) must be {comparison} "
-                f"{_fmt(check.threshold)} ({escape(check.setting.flag)})</td>{verdict_cell(check.passed)}</tr>"
+                f"{_fmt(check.threshold)} ({flag})</td>{verdict_cell(check.passed)}</tr>"
             )
     key_stages = ["pixels", "vision", "connector", curve.last_layer_answer, "answer"]
     for stage in key_stages:
@@ -129,6 +127,7 @@ def summary_html(
 ) -> str:
     """The summary section: the models × datasets heat map of health, a table of every pair, and
     per dataset one plot overlaying the probe curves of all its models on a normalized depth axis."""
+    from pytest_medprobe.failure_modes import cause_modes
     from pytest_medprobe.report.json_results import run_record
     from pytest_medprobe.report.matrix_table import heatmap_html, matrix_rows
     from pytest_medprobe.report.plots import plot_overlay
@@ -136,7 +135,7 @@ def summary_html(
     datasets = list(dict.fromkeys(result.dataset.name for result in results))
     # Within each dataset, models by health, best first (as in the heat map, terminal and CSV).
     results = tuple(sorted(results, key=lambda r: (datasets.index(r.dataset.name), -r.health.health)))
-    modes = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
+    modes = [mode.name for mode in cause_modes()]
     header = (
         "<tr><th>model</th><th>family</th><th>dataset</th><th>n fit / test</th><th>health</th>"
         + "".join(f"<th>{escape(mode.replace('_', ' '))}</th>" for mode in modes)

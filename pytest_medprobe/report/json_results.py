@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe import __version__
+from pytest_medprobe.config import flag_names
 from pytest_medprobe.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def run_record(
         "answer": {**_score(curve, "answer"), **answer_mode_record(result)},
         "chance": curve.chance,
         "health": result.health.as_dict(),
-        "failure_modes": [verdict.as_dict() for verdict in result.verdicts.failure_modes()],
+        "failure_modes": [verdict.as_dict(flag_names) for verdict in result.verdicts.failure_modes()],
         "root_cause": result.verdicts.root_cause,
         "features": {
             "cache_key": result.provenance.cache_key,
@@ -82,15 +83,15 @@ def run_record(
         },
     }
     if result.subgroups is not None:
-        record["subgroups"] = result.subgroups.as_dict()
+        record["subgroups"] = result.subgroups.as_dict(flag_names)
     if comparison is not None:
-        from pytest_medprobe.baseline import STATISTICS
+        from pytest_medprobe.baseline import statistic_names
 
         record["baseline"] = {
             "key": comparison.key,
             "release_line": comparison.release_line,
             "paired": comparison.paired,
-            "regressions": [comparison.verdict(name).as_dict() for name in STATISTICS],
+            "regressions": [comparison.verdict(name).as_dict(flag_names) for name in statistic_names()],
         }
     return record
 

@@ -30,19 +30,13 @@ def _fields(prefix: str, verdict: Verdict) -> list[tuple[str, str]]:
     return [*values, (f"{prefix}_verdict", "pass" if verdict.passed else "fail")]
 
 
-def _leaves(verdict: Verdict) -> list[Verdict]:
-    if not verdict.parts:
-        return [verdict]
-    return [leaf for part in verdict.parts for leaf in _leaves(part)]
-
-
 def verdict_properties(nodeid: str, verdict: Verdict) -> list[tuple[str, str]]:
     """The suite-level properties of one audit: its headline, then every sub-check."""
     properties = _fields(f"{nodeid}::medprobe_{verdict.mode}", verdict)
     if verdict.parts:
-        for leaf in _leaves(verdict):
+        for leaf in verdict.leaves():
             a, b = leaf.segment
-            properties += _fields(f"{nodeid}::medprobe_{verdict.mode}[{leaf.setting.dest}:{a}->{b}]", leaf)
+            properties += _fields(f"{nodeid}::medprobe_{verdict.mode}[{leaf.setting}:{a}->{b}]", leaf)
     return properties
 
 

@@ -18,7 +18,14 @@ from typing import Any
 
 from pytest_medprobe.files import atomic_write_text
 
-MODES = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
+PARTS = ("statistic", "low", "high", "threshold", "verdict")
+
+
+def _modes() -> tuple[str, ...]:
+    """The failure modes' names, in pipeline order: the registry decides the columns."""
+    from pytest_medprobe.failure_modes import cause_modes
+
+    return tuple(mode.name for mode in cause_modes())
 
 
 def matrix_rows(
@@ -38,9 +45,9 @@ def matrix_rows(
             "health_high": health["high"],
             "health_verdict": verdicts["health"]["verdict"] if "health" in verdicts else None,
         }
-        for mode in MODES:
+        for mode in _modes():
             verdict = verdicts.get(mode)
-            for part in ("statistic", "low", "high", "threshold", "verdict"):
+            for part in PARTS:
                 row[f"{mode}_{part}"] = None if verdict is None else verdict[part]
         row.update(
             {
@@ -81,32 +88,23 @@ def matrix_document(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, 
     }
 
 
-CSV_COLUMNS = (
-    "dataset",
-    "rank",
-    "model",
-    "family",
-    "health",
-    "health_low",
-    "health_high",
-    "health_verdict",
-    *(f"{mode}_{part}" for mode in MODES for part in ("statistic", "low", "high", "threshold", "verdict")),
-    "root_cause",
-    "answer",
-    "n_fit",
-    "n_test",
-    "features",
-    "error",
-)
+LEADING_COLUMNS = ("dataset", "rank", "model", "family", "health", "health_low", "health_high", "health_verdict")
+TRAILING_COLUMNS = ("root_cause", "answer", "n_fit", "n_test", "features", "error")
+
+
+def csv_columns() -> tuple[str, ...]:
+    """The CSV header: every registered failure mode's statistic, interval, threshold and verdict."""
+    return (*LEADING_COLUMNS, *(f"{mode}_{part}" for mode in _modes() for part in PARTS), *TRAILING_COLUMNS)
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows as CSV, one line per pair, in the table's order (for a paper's table)."""
     stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = csv_columns()
+    writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({column: "" if row.get(column) is None else row.get(column) for column in CSV_COLUMNS})
+        writer.writerow({column: "" if row.get(column) is None else row.get(column) for column in columns})
     return stream.getvalue()
 
 
@@ -114,19 +112,13 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, csv_text(rows))
 
 
-SHORT = {
-    "visual_representation": "vision gain",
-    "connector_fidelity": "connector loss",
-    "llm_comprehension": "llm loss",
-    "semantic_mapping": "semantic gap",
-}
-
-
 def terminal_lines(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, str]) -> list[str]:
     """The summary table: one line per pair, every statistic with its verdict, sorted as the table is."""
+    from pytest_medprobe.failure_modes import cause_modes
     from pytest_medprobe.models.registry import model_short_name as short
 
-    header = ["model", "dataset", "#", "health [95% CI]", *SHORT.values(), "root cause", "features"]
+    labels = {mode.name: mode.label for mode in cause_modes()}
+    header = ["model", "dataset", "#", "health [95% CI]", *labels.values(), "root cause", "features"]
     table = [header]
     notes = []
     for row in rows:
@@ -137,8 +129,8 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, s
             continue
         cells = [short(row["model"]), row["dataset"], str(row["rank"])]
         cells.append(f"{row['health']:.3f} [{row['health_low']:.3f}, {row['health_high']:.3f}]")
-        for mode in SHORT:
-            statistic, verdict = row[f"{mode}_statistic"], row[f"{mode}_verdict"]
+        for mode in labels:
+            statistic, verdict = row.get(f"{mode}_statistic"), row.get(f"{mode}_verdict")
             cells.append("-" if statistic is None else f"{statistic:+.3f} {'pass' if verdict == 'pass' else 'FAIL'}")
         cells += [row["root_cause"], row["features"]]
         table.append(cells)

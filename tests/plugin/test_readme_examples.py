@@ -20,8 +20,8 @@ def test_the_readme_examples_of_own_audits_pass_on_the_reference_model(
     pytester: pytest.Pytester, shared_cache: Path
 ) -> None:
     examples = _own_audit_examples()
-    assert len(examples) == 2
+    assert len(examples) == 3
     pytester.makepyfile(**{f"test_example_{index}": code for index, code in enumerate(examples)})
     common = [f"--medprobe-cache={shared_cache}", "-p", "no:cacheprovider"]
-    pytester.runpytest(*common, "--medprobe-save-baseline=base.json").assert_outcomes(passed=4, skipped=1)
-    pytester.runpytest(*common, "--medprobe-baseline=base.json").assert_outcomes(passed=5)
+    pytester.runpytest(*common, "--medprobe-save-baseline=base.json").assert_outcomes(passed=5, skipped=1)
+    pytester.runpytest(*common, "--medprobe-baseline=base.json").assert_outcomes(passed=6)

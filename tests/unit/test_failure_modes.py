@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_medprobe import config
-from pytest_medprobe.config import Decision, Thresholds, setting_names
+from pytest_medprobe.config import Decision, Thresholds, flag_names, setting_names
 from pytest_medprobe.failure_modes import (
     MODES,
     AuditVerdicts,
@@ -76,8 +76,9 @@ def test_each_failure_mode_fails_on_its_own_fault_and_only_there(mode: str) -> N
 @pytest.mark.parametrize("mode", MODES)
 def test_a_failure_message_says_what_observed_versus_threshold_and_which_setting_to_change(mode: str) -> None:
     verdict = getattr(_verdicts(FAULTY_LEVELS[mode]), mode)
-    assert verdict.setting is SETTINGS_OF[mode]
-    assert setting_names(SETTINGS_OF[mode]) in verdict.message
+    assert verdict.setting == SETTINGS_OF[mode].dest
+    assert setting_names(SETTINGS_OF[mode]) in verdict.render(flag_names)
+    assert f"setting {SETTINGS_OF[mode].dest} to " in verdict.message  # the library names keys
     comparison = "<" if verdict.bound == "min" else ">"
     assert f"{comparison} {verdict.bound} {verdict.threshold:.3f}" in verdict.message
     assert f"{verdict.statistic:.3f} (95% CI " in verdict.message
@@ -102,9 +103,9 @@ def test_a_blind_encoder_fails_visual_representation_and_health_with_zero_not_na
 def test_min_vision_score_adds_a_part_that_can_fail_on_its_own() -> None:
     assert _verdicts({}).visual_representation.parts == ()
     verdict = _verdicts({}, Thresholds(min_vision_score=0.95)).visual_representation
-    assert [part.setting for part in verdict.parts] == [config.MIN_VISION_GAIN, config.MIN_VISION_SCORE]
+    assert [part.setting for part in verdict.parts] == [config.MIN_VISION_GAIN.dest, config.MIN_VISION_SCORE.dest]
     assert [part.passed for part in verdict.parts] == [True, False]
-    assert not verdict.passed and verdict.setting is config.MIN_VISION_SCORE
+    assert not verdict.passed and verdict.setting == config.MIN_VISION_SCORE.dest
     assert verdict.statistic == pytest.approx(0.9) and verdict.threshold == 0.95
 
 
@@ -112,9 +113,9 @@ def test_a_decoder_layer_drop_fails_llm_comprehension_naming_both_layers() -> No
     verdict = _verdicts({"llm.2": 0.7, "llm.3": 0.7}).llm_comprehension
     drop, carried = verdict.parts
     assert not drop.passed and carried.passed and not verdict.passed
-    assert (drop.segment, drop.stage, drop.setting) == (("llm.1", "llm.2"), "llm.2", config.MAX_LAYER_DROP)
+    assert (drop.segment, drop.stage, drop.setting) == (("llm.1", "llm.2"), "llm.2", config.MAX_LAYER_DROP.dest)
     assert "llm.1 0.900 → llm.2 0.700, drop 0.200" in drop.message
-    assert verdict.setting is config.MAX_LAYER_DROP and verdict.statistic == pytest.approx(0.2)
+    assert verdict.setting == config.MAX_LAYER_DROP.dest and verdict.statistic == pytest.approx(0.2)
 
 
 def test_the_first_decoder_layer_is_measured_against_the_connector() -> None:
@@ -127,15 +128,15 @@ def test_when_both_llm_checks_fail_the_headline_is_the_larger_excess_and_both_ar
     verdict = _verdicts({"llm.3": 0.8, **_at(0.5, ANSWER_VIEW), "answer": 0.5}).llm_comprehension
     assert not verdict.parts[0].passed and not verdict.parts[1].passed
     # layer drop 0.1 over 0.05 (excess 0.05) < LLM loss 0.4 over 0.10 (excess 0.3)
-    assert verdict.setting is config.MAX_LLM_LOSS and verdict.statistic == pytest.approx(0.4)
-    assert setting_names(config.MAX_LAYER_DROP) in verdict.message
-    assert setting_names(config.MAX_LLM_LOSS) in verdict.message.splitlines()[0]
+    assert verdict.setting == config.MAX_LLM_LOSS.dest and verdict.statistic == pytest.approx(0.4)
+    assert setting_names(config.MAX_LAYER_DROP) in verdict.render(flag_names)
+    assert setting_names(config.MAX_LLM_LOSS) in verdict.render(flag_names).splitlines()[0]
 
 
 def test_when_both_llm_checks_pass_the_headline_is_the_one_closer_to_its_threshold() -> None:
     verdict = _verdicts({"llm.3": 0.86, **_at(0.86, ANSWER_VIEW), "answer": 0.86}).llm_comprehension
     assert verdict.passed  # drop 0.04 of 0.05 allowed, loss 0.04 of 0.10
-    assert verdict.setting is config.MAX_LAYER_DROP
+    assert verdict.setting == config.MAX_LAYER_DROP.dest
 
 
 def test_a_non_decreasing_curve_has_no_layer_drop() -> None:
@@ -165,8 +166,10 @@ def test_the_health_message_names_the_weakest_component_and_the_setting() -> Non
     curve = curve_from_levels(FAULTY_LEVELS["connector_fidelity"])
     health = compute_health(curve)
     verdict = health_verdict(health, Thresholds(min_health=1.0), "point")
-    assert not verdict.passed and verdict.setting is config.MIN_HEALTH
-    assert fnmatch.fnmatch(verdict.message, f"health: *< min 1.000*weakest*{setting_names(config.MIN_HEALTH)}*")
+    assert not verdict.passed and verdict.setting == config.MIN_HEALTH.dest
+    assert fnmatch.fnmatch(
+        verdict.render(flag_names), f"health: *< min 1.000*weakest*{setting_names(config.MIN_HEALTH)}*"
+    )
     assert f"weakest component {health.weakest} " in verdict.message
     assert verdict.segment == health.segments[health.weakest]
 
@@ -219,7 +222,7 @@ def test_the_decision_rule_reaches_the_verdicts() -> None:
 
 def test_verdicts_serialize_to_json_with_their_parts() -> None:
     verdicts = _verdicts({"llm.2": 0.7}, Thresholds(min_vision_score=0.5))
-    document = [v.as_dict() for v in verdicts.failure_modes()]
+    document = [v.as_dict(flag_names) for v in verdicts.failure_modes()]
     json.dumps(document, allow_nan=False)
     assert [d["mode"] for d in document] == [*MODES, "health"]
     llm = document[2]
@@ -237,7 +240,7 @@ def test_each_audit_function_returns_its_mode() -> None:
 
 
 def _advised_value(message: str, setting: config.Setting) -> float:
-    """The value a failure message tells the user to set ``setting`` to."""
+    """The value a failure message (rendered as the plugin does) tells the user to set ``setting`` to."""
     return float(message.split(f"{setting_names(setting)} to ")[1].split()[0].rstrip(".,"))
 
 
@@ -249,10 +252,11 @@ def test_the_advised_threshold_accepts_the_result_and_is_one_the_settings_allow(
     failing = [part for part in verdict.parts or (verdict,) if not part.passed]
     overrides = {}
     for part in failing:
-        value = _advised_value(part.message, part.setting)
-        overrides[part.setting.dest] = str(value)
-        if part.setting is config.MAX_LAYER_DROP and value > DEFAULTS.max_llm_loss:
-            assert f"and {config.MAX_LLM_LOSS.flag} to at least that" in part.message
+        setting = config.SETTINGS_BY_KEY[part.setting]
+        value = _advised_value(part.render(flag_names), setting)
+        overrides[setting.dest] = str(value)
+        if setting is config.MAX_LAYER_DROP and value > DEFAULTS.max_llm_loss:
+            assert f"and {config.MAX_LLM_LOSS.flag} to at least that" in part.render(flag_names)
             overrides[config.MAX_LLM_LOSS.dest] = str(value)
     # The advised values parse (a negative vision margin included) and make the audit pass.
     thresholds = config.resolve_settings(overrides, {}, Path(".")).thresholds

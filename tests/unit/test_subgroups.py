@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_medprobe.config import MAX_SUBGROUP_GAP
+from pytest_medprobe.config import MAX_SUBGROUP_GAP, flag_names
 from pytest_medprobe.probes import bootstrap_counts, curve_from_predictions
 from pytest_medprobe.subgroups import SubgroupReport, stratified_counts, subgroup_report
 
@@ -49,9 +49,11 @@ def test_a_blind_site_fails_naming_it_with_every_statistic_per_subgroup() -> Non
     assert (south.n_test, north.n_test) == (200, 200)
     assert north.curve.score("llm.1") == 1.0 and south.curve.score("llm.1") < 0.65
     assert south.health.health < 0.5 < north.health.health
-    assert not report.verdict.passed and report.verdict.setting is MAX_SUBGROUP_GAP
+    assert not report.verdict.passed and report.verdict.setting == MAX_SUBGROUP_GAP.dest
     assert report.verdict.message.startswith("subgroup gap: worst site=south (n=200) ")
-    assert "> max 0.100" in report.verdict.message and "--medprobe-max-subgroup-gap" in report.verdict.message
+    assert "> max 0.100" in report.verdict.message and "--medprobe-max-subgroup-gap" in report.verdict.render(
+        flag_names
+    )
     health_gap = next(gap for gap in south.gaps if gap.statistic == "health")
     assert health_gap.judged and not health_gap.passed and health_gap.low > 0.10
     assert all(gap.passed for gap in north.gaps)  # better than the average is no gap
