@@ -2,6 +2,11 @@
 
 The public API (everything else is private):
 
+- ``probe(model, processor, dataset, ...) -> ProbeReport``: probe a model (in memory, or a
+  name or folder as ``--model`` takes it) on a dataset from plain Python, no pytest;
+  ``reference_checkpoint()`` is the tiny reference model shipped in the package.
+- Datasets: a ``--dataset`` string, ``load_dataset(spec, ...)``, or
+  ``dataset_from_arrays(...)`` for images already in memory (both give a ``ProbeDataset``).
 - ``make_verdict`` (keyword-only) makes a ``Verdict`` that ``check_verdict`` reports like a
   shipped audit; ``FailureMode`` with ``register_failure_mode`` adds a failure mode;
   ``Thresholds`` holds the audit thresholds.
@@ -19,7 +24,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_medprobe.api import ProbeReport, probe, reference_checkpoint
     from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.data import load_dataset
+    from pytest_medprobe.data.arrays import dataset_from_arrays
+    from pytest_medprobe.data.base import ProbeDataset
     from pytest_medprobe.failure_modes import AuditVerdicts, FailureMode, register_failure_mode
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import FamilyAdapter
@@ -31,6 +40,12 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _PUBLIC = {
+    "ProbeDataset": "pytest_medprobe.data.base",
+    "ProbeReport": "pytest_medprobe.api",
+    "dataset_from_arrays": "pytest_medprobe.data.arrays",
+    "load_dataset": "pytest_medprobe.data",
+    "probe": "pytest_medprobe.api",
+    "reference_checkpoint": "pytest_medprobe.api",
     "AuditVerdicts": "pytest_medprobe.failure_modes",
     "FailureMode": "pytest_medprobe.failure_modes",
     "FamilyAdapter": "pytest_medprobe.models.base",
@@ -44,6 +59,12 @@ _PUBLIC = {
 }
 __all__ = [
     "AuditVerdicts",
+    "ProbeDataset",
+    "ProbeReport",
+    "dataset_from_arrays",
+    "load_dataset",
+    "probe",
+    "reference_checkpoint",
     "FailureMode",
     "FamilyAdapter",
     "HealthScores",

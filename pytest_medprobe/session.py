@@ -109,6 +109,7 @@ class AuditSession:
         self._sources: dict[str, ModelSource] = {}
         self._source_errors: dict[str, MedprobeError] = {}
         self._loaded: LoadedModel | None = None  # at most one model in memory (see ``model``)
+        self._pinned: dict[str, LoadedModel] = {}  # models the caller holds in memory (``adopt_model``)
         self._feature_errors: dict[Pair, MedprobeError] = {}  # pairs whose extraction failed, and why
         self.forward_passes_total = 0  # model forward calls made by this session, over every pair
         self._progress: MatrixProgress | None = None
@@ -168,6 +169,15 @@ class AuditSession:
         """Results of the pairs computed so far, in the order of ``pairs``."""
         return tuple(self._results[p] for p in self.pairs if p in self._results)
 
+    def adopt_model(self, loaded: LoadedModel) -> None:
+        """Use a model already in memory under its name (``api.probe``): never loaded, never released."""
+        self._pinned[loaded.name] = loaded
+        self._sources[loaded.name] = loaded.source
+
+    def adopt_dataset(self, dataset: ProbeDataset) -> None:
+        """Use a dataset built in Python (a ``ProbeDataset``) under its name."""
+        self._datasets[dataset.name] = dataset
+
     def source(self, model: str) -> ModelSource:
         if model in self._source_errors:
             raise self._source_errors[model]
@@ -200,6 +210,9 @@ class AuditSession:
         if self._loaded is not None and self._loaded.name == model:
             return self._loaded
         self.release_model()
+        if model in self._pinned:
+            self._loaded = self._pinned[model]
+            return self._loaded
         from pytest_medprobe.matrix import map_large_blocks_directly
         from pytest_medprobe.models.loader import load_model
 

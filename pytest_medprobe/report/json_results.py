@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_medprobe import __version__
 from pytest_medprobe.config import flag_names
 from pytest_medprobe.files import atomic_write_text
+from pytest_medprobe.verdict import SettingNamer
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
@@ -45,9 +46,14 @@ def answer_mode_record(result: PairResult) -> dict[str, Any]:
 
 
 def run_record(
-    result: PairResult, comparison: BaselineComparison | None = None, trust_remote_code: bool = False
+    result: PairResult,
+    comparison: BaselineComparison | None = None,
+    trust_remote_code: bool = False,
+    names: SettingNamer = flag_names,
 ) -> dict[str, Any]:
-    """One entry of ``runs``: model, dataset, curve, answer, health, verdicts, root cause."""
+    """One entry of ``runs``: model, dataset, curve, answer, health, verdicts, root cause.
+
+    ``names`` names the settings in verdicts (the plugin: flags; the library: keys)."""
     dataset, source, curve = result.dataset, result.source, result.curve
     record = {
         "model": {
@@ -72,7 +78,7 @@ def run_record(
         "answer": {**_score(curve, "answer"), **answer_mode_record(result)},
         "chance": curve.chance,
         "health": result.health.as_dict(),
-        "failure_modes": [verdict.as_dict(flag_names) for verdict in result.verdicts.failure_modes()],
+        "failure_modes": [verdict.as_dict(names) for verdict in result.verdicts.failure_modes()],
         "root_cause": result.verdicts.root_cause,
         "features": {
             "cache_key": result.provenance.cache_key,
@@ -83,7 +89,7 @@ def run_record(
         },
     }
     if result.subgroups is not None:
-        record["subgroups"] = result.subgroups.as_dict(flag_names)
+        record["subgroups"] = result.subgroups.as_dict(names)
     if comparison is not None:
         from pytest_medprobe.baseline import statistic_names
 
@@ -91,7 +97,7 @@ def run_record(
             "key": comparison.key,
             "release_line": comparison.release_line,
             "paired": comparison.paired,
-            "regressions": [comparison.verdict(name).as_dict(flag_names) for name in statistic_names()],
+            "regressions": [comparison.verdict(name).as_dict(names) for name in statistic_names()],
         }
     return record
 
