@@ -30,7 +30,7 @@ from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.failure_modes import FAILURE_MODES, RegressionStatistic, tracked_statistics
 from pytest_medprobe.files import atomic_write_text
 from pytest_medprobe.thresholds import Decision
-from pytest_medprobe.verdict import Verdict, decide, escape, setting_ref
+from pytest_medprobe.verdict import Verdict, decide, escape, setting_ref, with_power
 
 if TYPE_CHECKING:
     from pytest_medprobe.curve import ProbeCurve
@@ -209,6 +209,7 @@ class BaselineComparison:
     paired: bool  # same test images, resample count and seed: differences taken per resample
     tolerance: float
     decision: Decision
+    n_test: int = 0  # the candidate's test images (for the power statement)
 
     @property
     def release_line(self) -> str:
@@ -255,7 +256,7 @@ class BaselineComparison:
                 escape(f" — the candidate lost ground at {current.segment[0]} → {current.segment[1]}. Inspect it, ")
                 + f"or set {setting_ref('tolerance')} to accept it."
             )
-        return Verdict(
+        verdict = Verdict(
             mode=f"regression_{name}",
             title=f"regression of {current.title}",
             statistic=worsening,
@@ -269,6 +270,8 @@ class BaselineComparison:
             setting="tolerance",
             template=message,
         )
+        # A regression must tell "no worse" (0) from the tolerance (metrics.md §3, "Power").
+        return with_power(verdict, lambda check: self.tolerance, self.n_test)
 
 
 def compare(
@@ -291,4 +294,5 @@ def compare(
         paired=entry.get("bootstrap") == bootstrap,
         tolerance=tolerance,
         decision=decision,
+        n_test=result.dataset.n_test,
     )

@@ -25,9 +25,18 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from pytest_medprobe.power import resolution
 from pytest_medprobe.stages import ANSWER, CONNECTOR, PIXELS, VISION
 from pytest_medprobe.thresholds import Decision, Thresholds
-from pytest_medprobe.verdict import Bound, Verdict, accepting_threshold, combine_verdicts, decide, make_verdict
+from pytest_medprobe.verdict import (
+    Bound,
+    Verdict,
+    accepting_threshold,
+    combine_verdicts,
+    decide,
+    make_verdict,
+    with_power,
+)
 from pytest_medprobe.verdict import setting_ref as _ref
 
 if TYPE_CHECKING:
@@ -116,6 +125,9 @@ class FailureMode:
     ``setting``; the verdict combines them (the worst decides). ``what`` may depend on the
     pair. ``default`` is the threshold when ``Thresholds`` has none under ``setting``.
     ``summary`` marks a mode that sums up the others (health): never a root cause, no column.
+    ``ideal`` is the statistic of a faultless module (0 for a loss, 1 for health; None: it has
+    none, as the vision gain): every sub-check's interval must resolve |threshold − ideal|,
+    and ``check`` states whether it does (metrics.md §3, "Power").
     """
 
     name: str
@@ -131,6 +143,7 @@ class FailureMode:
     tracked: tuple[Tracked, ...] = ()
     default: float | None = None
     summary: bool = False
+    ideal: float | None = 0.0
 
     def threshold(self, thresholds: Thresholds, key: str | None = None) -> float | None:
         """The threshold under ``key`` (default: this mode's setting)."""
@@ -138,10 +151,13 @@ class FailureMode:
         return thresholds.value(key, self.default if key == self.setting else None)
 
     def check(self, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision) -> Verdict:
-        """This mode's verdict on a pair."""
-        if self.judge is not None:
-            return self.judge(self, curve, health, thresholds, decision)
-        return judge_segments(self, curve, health, thresholds, decision)
+        """This mode's verdict on a pair, every sub-check with its power statement."""
+        judge = self.judge if self.judge is not None else judge_segments
+        return self.with_power(judge(self, curve, health, thresholds, decision), curve.n_test)
+
+    def with_power(self, verdict: Verdict, n_test: int) -> Verdict:
+        """``verdict`` with every sub-check's power statement: resolve |threshold − ideal|."""
+        return with_power(verdict, lambda check: resolution(check.threshold, self.ideal), n_test)
 
 
 def _num(value: float) -> str:
@@ -333,6 +349,7 @@ for _mode in (
         advice="Check that the encoder and its preprocessing suit this modality (or fine-tune it)",
         segments=lambda curve: [(PIXELS, VISION)],
         judge=_judge_vision,
+        ideal=None,  # no faultless gain: its interval must resolve power.VISION_RESOLUTION
         tracked=(
             Tracked(
                 "visual_gain",
@@ -415,6 +432,7 @@ for _mode in (
         segments=lambda curve: [(VISION, ANSWER)],
         judge=_judge_health,
         summary=True,
+        ideal=1.0,
     ),
 ):
     register_failure_mode(_mode)
@@ -469,24 +487,25 @@ def tracked_statistics(curve: ProbeCurve) -> list[RegressionStatistic]:
 
 def visual_representation(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
     """Audit 1 alone (see ``FAILURE_MODES``)."""
-    return _judge_vision(FAILURE_MODES["visual_representation"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+    return FAILURE_MODES["visual_representation"].check(curve, None, thresholds, decision)  # type: ignore[arg-type]
 
 
 def connector_fidelity(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
     """Audit 2 alone."""
-    return judge_segments(FAILURE_MODES["connector_fidelity"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+    return FAILURE_MODES["connector_fidelity"].check(curve, None, thresholds, decision)  # type: ignore[arg-type]
 
 
 def llm_comprehension(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
     """Audit 3 alone."""
-    return _judge_llm(FAILURE_MODES["llm_comprehension"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+    return FAILURE_MODES["llm_comprehension"].check(curve, None, thresholds, decision)  # type: ignore[arg-type]
 
 
 def semantic_mapping(curve: ProbeCurve, thresholds: Thresholds, decision: Decision) -> Verdict:
     """Audit 4 alone."""
-    return judge_segments(FAILURE_MODES["semantic_mapping"], curve, None, thresholds, decision)  # type: ignore[arg-type]
+    return FAILURE_MODES["semantic_mapping"].check(curve, None, thresholds, decision)  # type: ignore[arg-type]
 
 
-def health_verdict(health: HealthScores, thresholds: Thresholds, decision: Decision) -> Verdict:
-    """The health audit alone."""
-    return _judge_health(FAILURE_MODES["health"], None, health, thresholds, decision)  # type: ignore[arg-type]
+def health_verdict(health: HealthScores, thresholds: Thresholds, decision: Decision, n_test: int = 0) -> Verdict:
+    """The health audit alone; ``n_test``: the test images behind it (for its power statement)."""
+    mode = FAILURE_MODES["health"]
+    return mode.with_power(_judge_health(mode, None, health, thresholds, decision), n_test)  # type: ignore[arg-type]

@@ -236,6 +236,10 @@ def _verdict(columns: Sequence[str], groups: Sequence[Subgroup], max_gap: float)
         segment=(VISION, ANSWER),
         setting="max_subgroup_gap",
         template=template,
+        # A gap must tell "no worse than overall" (0) from the allowed gap; subgroups whose
+        # intervals cannot are listed above as not judged (metrics.md §7).
+        distance=max_gap,
+        n_test=group.n_test if pool else 0,
     )
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pytest_medprobe.curve import format_interval
+from pytest_medprobe.power import is_underpowered, needed_test_images, power_statement
 from pytest_medprobe.thresholds import Decision
 
 Bound = Literal["max", "min"]
@@ -87,6 +88,36 @@ class Verdict:
     setting: str  # the key of the setting that moves the threshold, e.g. "max_connector_loss"
     template: str  # the message, setting mentions as {key} (see ``setting_ref``)
     parts: tuple[Verdict, ...] = ()  # sub-checks, when the check has more than one
+    # Power (metrics.md §3, "Power"): the distance the interval must resolve (None: not
+    # stated) and the test images behind the interval.
+    distance: float | None = None
+    n_test: int = 0
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the 95% interval: how far the statistic can be trusted either way."""
+        return (float(self.high) - float(self.low)) / 2
+
+    @property
+    def underpowered(self) -> bool:
+        """The interval cannot tell a pass from a fail: it holds the threshold and its half-width
+        exceeds the distance to resolve (metrics.md §3, "Power")."""
+        return self.distance is not None and is_underpowered(self.low, self.high, self.threshold, self.distance)
+
+    @property
+    def needed_test_images(self) -> int | None:
+        """About how many test images would resolve the distance (None when not stated)."""
+        return None if self.distance is None else needed_test_images(self.half_width, self.distance, self.n_test)
+
+    def power_record(self) -> dict[str, Any]:
+        """The power statement of the results file (metrics.md §3, "Power")."""
+        return {
+            "half_width": self.half_width,
+            "distance": self.distance,
+            "underpowered": self.underpowered,
+            "n_test": self.n_test,
+            "n_test_needed": self.needed_test_images,
+        }
 
     @property
     def message(self) -> str:
@@ -116,6 +147,7 @@ class Verdict:
             "segment": list(self.segment),
             "setting": names(self.setting, True),
             "message": self.render(names),
+            **self.power_record(),
             "parts": [part.as_dict(names) for part in self.parts],
         }
 
@@ -167,6 +199,8 @@ def make_verdict(
     what: str = "",
     advice: str = "",
     also: str = "",
+    distance: float | None = None,
+    n_test: int = 0,
 ) -> Verdict:
     """A verdict whose message reads: heading: observed (CI) vs threshold — why. What to do.
 
@@ -175,6 +209,8 @@ def make_verdict(
     threshold; a failure message names the value that would accept the result under
     ``decision`` (``also``: a template fragment saying what else must move with it).
     ``stage`` defaults to the segment's second stage, ``title`` to the mode's name.
+    ``distance``: what the interval must resolve (metrics.md §3, "Power"), measured on
+    ``n_test`` test images; an underpowered verdict's message says so.
 
     Example::
 
@@ -203,7 +239,7 @@ def make_verdict(
         f"{escape(heading if heading is not None else title)}: {escape(shown)} {format_interval(low, high)} "
         f"{comparison} {bound} {threshold:.3f} — {tail}."
     )
-    return Verdict(
+    verdict = Verdict(
         mode=mode,
         title=title,
         statistic=statistic,
@@ -217,6 +253,21 @@ def make_verdict(
         setting=setting,
         template=message,
     )
+    return verdict if distance is None else with_power(verdict, lambda check: distance, n_test)
+
+
+def with_power(verdict: Verdict, distance: Callable[[Verdict], float | None], n_test: int) -> Verdict:
+    """``verdict`` with its power statement (metrics.md §3, "Power"): every sub-check gets the
+    distance ``distance(sub_check)`` and ``n_test``, and an underpowered one's message says so;
+    combined verdicts are combined again from the stated parts (same headline, same order)."""
+    if verdict.parts:
+        parts = [with_power(part, distance, n_test) for part in verdict.parts]
+        return combine_verdicts(verdict.mode, parts, verdict.title)
+    resolve = distance(verdict)
+    if resolve is None or verdict.distance is not None:  # no distance, or already stated
+        return verdict
+    statement = power_statement(verdict.low, verdict.high, verdict.threshold, resolve, n_test)
+    return replace(verdict, distance=resolve, n_test=n_test, template=verdict.template + escape(statement))
 
 
 def _excess(verdict: Verdict) -> float:

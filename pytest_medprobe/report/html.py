@@ -31,6 +31,7 @@ def _fmt(value: float | None) -> str:
 # often read as a single file attached to a ticket.
 PASS_STYLE = "background:#d4edda;color:#155724;font-weight:bold"
 FAIL_STYLE = "background:#f8d7da;color:#721c24;font-weight:bold"
+UNDERPOWERED_STYLE = "color:#856404;background:#fff3cd;font-weight:bold"
 PLOT_STYLE = "width:100%;min-width:600px;max-width:1400px;height:auto;display:block;background:#fff"
 
 
@@ -51,6 +52,21 @@ def plot_html(svg: bytes, alt: str, css_class: str = "medprobe-plot") -> str:
     )
 
 
+def power_html(verdict: Verdict) -> str:
+    """The verdict's power statement (metrics.md §3, "Power"): ± half-width against the distance to resolve."""
+    if verdict.distance is None:
+        return ""
+    text = f"±{_fmt(verdict.half_width)} vs {_fmt(verdict.distance)} to resolve"
+    if not verdict.underpowered:
+        return f'<br/><span class="medprobe-power">{text}: resolved</span>'
+    needed = verdict.needed_test_images
+    more = f"; about {needed} test images would resolve it (this run: {verdict.n_test})" if needed else ""
+    return (
+        f'<br/><span class="medprobe-power medprobe-underpowered" style="{UNDERPOWERED_STYLE}">'
+        f"UNDERPOWERED: {text}, so this verdict cannot tell a pass from a fail{more}</span>"
+    )
+
+
 def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
     """A small HTML table: the verdict (when the test checked one) and the key scores."""
     curve = result.curve
@@ -65,7 +81,7 @@ def verdict_table(result: PairResult, verdict: Verdict | None) -> str:
             rows.append(
                 f"<tr><th>{name}</th><td>{_fmt(check.statistic)} "
                 f"(95% CI {_fmt(check.low)}–{_fmt(check.high)}) must be {comparison} "
-                f"{_fmt(check.threshold)} ({flag})</td>{verdict_cell(check.passed)}</tr>"
+                f"{_fmt(check.threshold)} ({flag}){power_html(check)}</td>{verdict_cell(check.passed)}</tr>"
             )
     key_stages = ["pixels", "vision", "connector", curve.last_layer_answer, "answer"]
     for stage in key_stages:
@@ -148,7 +164,8 @@ def summary_html(
         cells = "".join(
             verdict_cell(
                 verdicts[mode].passed,
-                f"{'pass' if verdicts[mode].passed else 'FAIL'} ({_fmt(verdicts[mode].statistic)})",
+                f"{'pass' if verdicts[mode].passed else 'FAIL'} ({_fmt(verdicts[mode].statistic)} "
+                f"±{_fmt(verdicts[mode].half_width)})" + ("<br/>UNDERPOWERED" if verdicts[mode].underpowered else ""),
             )
             for mode in modes
         )

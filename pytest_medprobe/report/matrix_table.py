@@ -18,7 +18,10 @@ from typing import Any
 
 from pytest_medprobe.files import atomic_write_text
 
+# Per mode: the statistic, its interval, threshold and verdict, then its power statement
+# (metrics.md §3, "Power"; None in records written before it).
 PARTS = ("statistic", "low", "high", "threshold", "verdict")
+POWER_PARTS = ("half_width", "underpowered")
 
 
 def _modes() -> tuple[str, ...]:
@@ -49,6 +52,8 @@ def matrix_rows(
             verdict = verdicts.get(mode)
             for part in PARTS:
                 row[f"{mode}_{part}"] = None if verdict is None else verdict[part]
+            for part in POWER_PARTS:
+                row[f"{mode}_{part}"] = None if verdict is None else verdict.get(part)
         row.update(
             {
                 "root_cause": record["root_cause"] or "none",
@@ -93,8 +98,9 @@ TRAILING_COLUMNS = ("root_cause", "answer", "n_fit", "n_test", "features", "erro
 
 
 def csv_columns() -> tuple[str, ...]:
-    """The CSV header: every registered failure mode's statistic, interval, threshold and verdict."""
-    return (*LEADING_COLUMNS, *(f"{mode}_{part}" for mode in _modes() for part in PARTS), *TRAILING_COLUMNS)
+    """The CSV header: every registered failure mode's statistic, interval, threshold, verdict and power."""
+    modes = _modes()
+    return (*LEADING_COLUMNS, *(f"{mode}_{part}" for mode in modes for part in PARTS + POWER_PARTS), *TRAILING_COLUMNS)
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -121,6 +127,7 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, s
     header = ["model", "dataset", "#", "health [95% CI]", *labels.values(), "root cause", "features"]
     table = [header]
     notes = []
+    underpowered = False
     for row in rows:
         if row["health"] is None:
             # Pair errors are stored as "model × dataset: why"; the line names the pair once, shortly.
@@ -131,17 +138,28 @@ def terminal_lines(rows: Sequence[Mapping[str, Any]], duplicates: Mapping[str, s
         cells.append(f"{row['health']:.3f} [{row['health_low']:.3f}, {row['health_high']:.3f}]")
         for mode in labels:
             statistic, verdict = row.get(f"{mode}_statistic"), row.get(f"{mode}_verdict")
-            cells.append("-" if statistic is None else f"{statistic:+.3f} {'pass' if verdict == 'pass' else 'FAIL'}")
+            weak = bool(row.get(f"{mode}_underpowered"))
+            underpowered |= weak
+            shown = f"{statistic:+.3f} {'pass' if verdict == 'pass' else 'FAIL'}{'?' if weak else ''}"
+            cells.append("-" if statistic is None else shown)
         cells += [row["root_cause"], row["features"]]
         table.append(cells)
     widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in table]
     lines += notes
+    if underpowered:
+        lines.append(UNDERPOWERED_NOTE)
     lines += [
         f"{short(name)}: same content as {short(original)}; extracted and reported once, as {short(original)}"
         for name, original in duplicates.items()
     ]
     return lines
+
+
+UNDERPOWERED_NOTE = (
+    "? underpowered: the statistic's 95% interval is wider than the distance its audit must resolve, "
+    "so that verdict cannot tell a pass from a fail; add test images (metrics.md §3, Power)"
+)
 
 
 def _colour(health: float) -> str:

@@ -1,0 +1,45 @@
+"""End to end: a run on too few test images says, on every reader, which verdicts it cannot decide
+(metrics.md §3, "Power"), and a run on enough says nothing of the kind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _leaves(record: dict[str, object]) -> list[dict[str, object]]:
+    parts = record["parts"]
+    assert isinstance(parts, list)
+    return [record] if not parts else [leaf for part in parts for leaf in _leaves(part)]
+
+
+def test_a_run_on_forty_test_images_states_underpowered_verdicts_everywhere(
+    shipped_audits: pytest.Pytester, fast_options: list[str]
+) -> None:
+    options = [*fast_options, "--max-samples=40", "--medprobe-json=r.json", "--html=r.html", "-rf"]
+    result = shipped_audits.runpytest(*options)
+    document = json.loads((shipped_audits.path / "r.json").read_text())
+    [run] = document["runs"]
+    for verdict in run["failure_modes"]:
+        for check in [verdict, *_leaves(verdict)]:
+            assert {"half_width", "distance", "underpowered", "n_test", "n_test_needed"} <= set(check)
+            holds = check["low"] - 1e-9 <= check["threshold"] <= check["high"] + 1e-9
+            assert check["underpowered"] == (holds and check["half_width"] > check["distance"] + 1e-9), check
+    connector = next(v for v in run["failure_modes"] if v["mode"] == "connector_fidelity")
+    # 40 test images cannot resolve a 0.03 connector loss (metrics.md §3; README table).
+    assert connector["underpowered"] is True and connector["n_test"] == 40, connector
+    assert "UNDERPOWERED" in connector["message"]
+    assert connector["n_test_needed"] > 40
+    html = (shipped_audits.path / "r.html").read_text(encoding="utf-8")
+    assert "UNDERPOWERED" in html and "to resolve" in html
+    result.stdout.fnmatch_lines(["*connector loss*", "*+0.* pass?*", "? underpowered: *"])
+
+
+def test_a_run_on_enough_test_images_resolves_the_connector_and_flags_nothing(
+    shipped_audits: pytest.Pytester, fast_options: list[str]
+) -> None:
+    result = shipped_audits.runpytest(*fast_options, "--medprobe-json=r.json")
+    [run] = json.loads((shipped_audits.path / "r.json").read_text())["runs"]
+    assert [v["underpowered"] for v in run["failure_modes"]] == [False] * 5
+    assert "UNDERPOWERED" not in result.stdout.str() and "? underpowered" not in result.stdout.str()
