@@ -16,6 +16,11 @@ import numpy as np
 from pytest_medprobe.stages import ANSWER, CONNECTOR, PIXELS, VISION, StageKey, parse_stage
 
 CONFIDENCE = 95  # percent, of every interval the package prints
+# A control probe (fit to permuted labels) is "far above chance" when memorization alone takes
+# it more than half of the way from chance to a perfect score (normalized control > 0.5):
+# the probe has the capacity to fit labels without meaning at this stage, so its held-out
+# score there says as much about the probe as about the model (metrics.md §2, "Selectivity").
+CONTROL_FAR = 0.5
 
 
 def percentile_interval(samples: np.ndarray, point: float) -> tuple[float, float]:
@@ -73,6 +78,12 @@ class StageScore:
     high: float
 
 
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.array(array)  # a private copy
+    array.setflags(write=False)
+    return array
+
+
 class UnknownStageError(KeyError):
     """A stage name the curve does not have; the message lists those it has."""
 
@@ -92,6 +103,12 @@ class ProbeCurve:
     unconverged: tuple[str, ...] = ()  # stages whose probe hit max_iter
     n_fit: int = 0
     n_test: int = 0
+    # Where each diagnosis is lost (metrics.md §2, "Per-class recall"): stage, answer or
+    # pixels -> recall of each class [K] on the test split (NaN: class absent from it).
+    recall_by_class: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # Control probes (metrics.md §2, "Selectivity"): stage -> the balanced accuracy the same
+    # probe reaches on the fit split when fit to permuted labels: memorization alone.
+    control_scores: Mapping[str, float] = field(default_factory=dict)
     _keys: dict[str, StageKey] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +143,14 @@ class ProbeCurve:
             raise ValueError("every stage needs the same number of bootstrap samples, as a [B] array")
         object.__setattr__(self, "bootstrap", frozen)
         object.__setattr__(self, "scores", {name: float(self.scores[name]) for name in needed})
+        extra = (set(self.recall_by_class) - set(needed)) | (set(self.control_scores) - set(self.stage_names))
+        if extra:
+            raise ValueError(f"per-class recall and control scores must be of the curve's stages, got {sorted(extra)}")
+        recall = {name: _frozen(np.asarray(value, dtype=np.float64)) for name, value in self.recall_by_class.items()}
+        if any(value.shape != (self.n_classes,) for value in recall.values()):
+            raise ValueError(f"per-class recall must be [{self.n_classes}] per stage")
+        object.__setattr__(self, "recall_by_class", recall)
+        object.__setattr__(self, "control_scores", {name: float(v) for name, v in self.control_scores.items()})
         object.__setattr__(self, "_keys", keys)
 
     # -- looking stages up -------------------------------------------------------------
@@ -246,6 +271,28 @@ class ProbeCurve:
     def answer(self) -> StageScore:
         return self.stage_score(ANSWER)
 
+    def class_recall(self, stage: str) -> np.ndarray | None:
+        """``[K]`` recall of each class at ``stage`` (or ``answer``, ``pixels``) on the test split;
+        NaN for a class absent from it; None when the curve was built without it."""
+        return self.recall_by_class.get(self._name(stage))
+
+    def control(self, stage: str) -> float | None:
+        """The control probe's score at a probe stage: the same protocol fit to permuted labels,
+        scored on the fit split against them, i.e. what memorization alone reaches
+        (metrics.md §2, "Selectivity"); None when the curve was built without controls."""
+        return self.control_scores.get(self._name(stage))
+
+    def selectivity(self, stage: str) -> float | None:
+        """score − control at a probe stage (metrics.md §2); None without a control."""
+        control = self.control(stage)
+        return None if control is None else self.score(stage) - control
+
+    def control_above_chance(self, stage: str) -> bool:
+        """The control is far above chance: memorization alone takes the probe more than
+        ``CONTROL_FAR`` of the way from chance to perfect (metrics.md §2, "Selectivity")."""
+        control = self.control(stage)
+        return control is not None and float(self._normalize(control)) > CONTROL_FAR
+
     @property
     def pixels(self) -> StageScore:
         return self.stage_score(PIXELS)
@@ -253,11 +300,28 @@ class ProbeCurve:
     # -- rendering ---------------------------------------------------------------------
 
     def to_records(self) -> list[dict[str, Any]]:
-        """The ``stages`` list of the results file: probe stages in order."""
-        return [
-            {"stage": s.stage, "score": s.score, "low": s.low, "high": s.high}
-            for s in map(self.stage_score, self.stage_names)
-        ]
+        """The ``stages`` list of the results file: probe stages in order, each with its
+        per-class recall and, when the curve has controls, its control and selectivity."""
+        records = []
+        for s in map(self.stage_score, self.stage_names):
+            record: dict[str, Any] = {"stage": s.stage, "score": s.score, "low": s.low, "high": s.high}
+            record.update(self.diagnostics_record(s.stage))
+            records.append(record)
+        return records
+
+    def diagnostics_record(self, stage: str) -> dict[str, Any]:
+        """Per-class recall (a list in class order; null for a class absent from the test split)
+        and the control probe's numbers, where the curve has them."""
+        record: dict[str, Any] = {}
+        recall = self.class_recall(stage)
+        if recall is not None:
+            record["class_recall"] = [None if np.isnan(value) else float(value) for value in recall]
+        control = self.control(stage) if self._name(stage) in self.stage_names else None
+        if control is not None:
+            record["control"] = control
+            record["selectivity"] = self.selectivity(stage)
+            record["control_above_chance"] = self.control_above_chance(stage)
+        return record
 
     def __repr__(self) -> str:
         names = [PIXELS, *self.stage_names, ANSWER]

@@ -33,6 +33,7 @@ class ProbeSettings:
     seed: int = 0
     max_iter: int = 1000
     backend: str = "torch"  # one of config.PROBE_BACKENDS: "torch" (all stages at once) or "sklearn"
+    controls: bool = True  # also fit every stage on permuted labels (metrics.md §2, "Selectivity")
 
 
 def fit_probe(
@@ -114,6 +115,24 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
     return float(np.mean(recalls))
 
 
+def recall_by_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[K]`` recall of each class (the share of its test samples predicted as it); NaN for a
+    class absent from ``y``. Their mean over the present classes is ``balanced_accuracy``."""
+    pred, y = np.asarray(pred), np.asarray(y)
+    recall = np.full(n_classes, np.nan)
+    for k in range(n_classes):
+        members = y == k
+        if members.any():
+            recall[k] = float((pred[members] == k).mean())
+    return recall
+
+
+def permuted_labels(fit_y: np.ndarray, seed: int) -> np.ndarray:
+    """The control task's labels: ``fit_y`` shuffled across the fit split (class counts kept),
+    by a generator of its own so that it never shares draws with the bootstrap."""
+    return np.random.default_rng([seed, 0xC0]).permutation(np.asarray(fit_y, dtype=np.int64))
+
+
 def bootstrap_balanced_accuracy(pred: np.ndarray, y: np.ndarray, counts: np.ndarray, n_classes: int) -> np.ndarray:
     """Balanced accuracy on every resample of ``counts: [B, n]``; returns ``[B]``.
 
@@ -189,6 +208,7 @@ def curve_from_predictions(
     has_image_view: bool,
     unconverged: Sequence[str] = (),
     n_fit: int = 0,
+    control_scores: Mapping[str, float] | None = None,
 ) -> ProbeCurve:
     """The curve of test predictions ``predictions[stage]: [n]`` (every stage, answer and pixels),
     bootstrapped on ``counts: [B, n]``; the scoring half of ``build_probe_curve``.
@@ -208,6 +228,8 @@ def curve_from_predictions(
         unconverged=tuple(unconverged),
         n_fit=n_fit,
         n_test=len(test_y),
+        recall_by_class={name: recall_by_class(pred, test_y, n_classes) for name, pred in predictions.items()},
+        control_scores=dict(control_scores or {}),
     )
 
 
@@ -253,9 +275,18 @@ def build_probe_curve_with_predictions(
     fitted = fit_probes(inputs, fit_y, settings)
     predictions = {name: pred for name, (pred, _) in fitted.items()}
     unconverged = [name for name, (_, converged) in fitted.items() if not converged]
+    controls = None
+    if settings.controls:
+        # The same protocol on labels without meaning, scored on the split it was fit to: what
+        # memorization alone reaches. With the torch backend, one more batched solve over
+        # every stage (metrics.md §2, "Selectivity").
+        shuffled = permuted_labels(fit_y, settings.seed)
+        control_fits = fit_probes({name: (inputs[name][0], inputs[name][0]) for name in names}, shuffled, settings)
+        controls = {name: balanced_accuracy(pred, shuffled, n_classes) for name, (pred, _) in control_fits.items()}
     predictions[stages.ANSWER] = answers
     counts = bootstrap_counts(len(test_y), settings.n_bootstrap, settings.seed)
     curve = curve_from_predictions(
-        predictions, test_y, counts, n_classes, names, has_image_view, unconverged, n_fit=len(fit_y)
-    )
+        predictions, test_y, counts, n_classes, names, has_image_view, unconverged, n_fit=len(fit_y),
+        control_scores=controls,
+    )  # fmt: skip
     return curve, predictions

@@ -144,6 +144,7 @@ def summary_html(
     """The summary section: the models × datasets heat map of health, a table of every pair, and
     per dataset one plot overlaying the probe curves of all its models on a normalized depth axis."""
     from pytest_medprobe.failure_modes import cause_modes
+    from pytest_medprobe.report.diagnoses import diagnoses_table
     from pytest_medprobe.report.json_results import run_record
     from pytest_medprobe.report.matrix_table import heatmap_html, matrix_rows
     from pytest_medprobe.report.plots import plot_overlay
@@ -196,6 +197,9 @@ def summary_html(
         if r.subgroups is not None
     )
     heatmap = heatmap_html(matrix_rows([run_record(r) for r in results], errors), duplicates or {})
+    diagnoses = "".join(
+        diagnoses_table(r.curve, r.dataset.class_names, f"{r.pair.model} × {r.dataset.name}") for r in results
+    )
     return (
         "<h2>medprobe</h2>"
         + heatmap
@@ -204,6 +208,7 @@ def summary_html(
         + "".join(rows)
         + "</table>"
         + subgroups
+        + diagnoses
         + f"<ul>{classes}</ul>"
         + remote_code
         + "".join(plots)

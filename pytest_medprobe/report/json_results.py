@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from pytest_medprobe.session import PairResult
 
 
-def _score(curve: Any, stage: str) -> dict[str, float]:
+def _score(curve: Any, stage: str) -> dict[str, Any]:
     low, high = curve.interval(stage)
-    return {"score": curve.score(stage), "low": low, "high": high}
+    return {"score": curve.score(stage), "low": low, "high": high, **curve.diagnostics_record(stage)}
 
 
 MAX_EXAMPLES = 3

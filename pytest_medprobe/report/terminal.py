@@ -35,8 +35,27 @@ def summary_lines(
     lines = terminal_lines(matrix_rows(records, errors), duplicates or {})
     for model in dict.fromkeys(r["model"]["name"] for r in records if not r["has_image_view"]):
         lines.append(f"{model}: {NO_IMAGE_VIEW}")
+    lines += selectivity_lines(records)
     notes = {(r["dataset"]["name"], note): None for r in records for note in r["dataset"].get("notes", ())}
     lines += [f"{dataset}: {note}" for dataset, note in notes]  # once per dataset, not per model
+    return lines
+
+
+def selectivity_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per pair with stages whose control probe is far above chance (metrics.md §2)."""
+    from pytest_medprobe.models.registry import model_short_name as short
+
+    lines = []
+    for r in records:
+        flagged = [stage for stage in r["stages"] if stage.get("control_above_chance")]
+        if flagged:
+            listed = ", ".join(f"{s['stage']} ({s['control']:.3f})" for s in flagged)
+            lines.append(
+                f"{short(r['model']['name'])} × {r['dataset']['name']}: control probe far above chance "
+                f"({r['chance']:.3f}) at {listed}: the probe memorizes permuted labels there, so scores at those "
+                "stages say as much about the probe as about the model; use more fit images "
+                "(metrics.md §2, Selectivity)"
+            )
     return lines
 
 

@@ -1,5 +1,6 @@
 """End to end: a run on too few test images says, on every reader, which verdicts it cannot decide
-(metrics.md §3, "Power"), and a run on enough says nothing of the kind."""
+(metrics.md §3, "Power"), and a run on enough says nothing of the kind; every run reports
+per-class recall and probe selectivity (metrics.md §2)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,21 @@ def test_a_run_on_forty_test_images_states_underpowered_verdicts_everywhere(
     result.stdout.fnmatch_lines(["*connector loss*", "*+0.* pass?*", "? underpowered: *"])
 
 
-def test_a_run_on_enough_test_images_resolves_the_connector_and_flags_nothing(
+def test_a_run_on_enough_test_images_resolves_the_connector_and_reports_recall_and_selectivity(
     shipped_audits: pytest.Pytester, fast_options: list[str]
 ) -> None:
-    result = shipped_audits.runpytest(*fast_options, "--medprobe-json=r.json")
+    result = shipped_audits.runpytest(*fast_options, "--medprobe-json=r.json", "--html=r.html")
     [run] = json.loads((shipped_audits.path / "r.json").read_text())["runs"]
     assert [v["underpowered"] for v in run["failure_modes"]] == [False] * 5
     assert "UNDERPOWERED" not in result.stdout.str() and "? underpowered" not in result.stdout.str()
+    # Per-class recall at every stage and for the answer; a control and selectivity per stage.
+    n_classes = len(run["dataset"]["classes"])
+    for record in [*run["stages"], run["answer"], run["pixels"]]:
+        assert len(record["class_recall"]) == n_classes
+        assert sum(record["class_recall"]) / n_classes == pytest.approx(record["score"])
+    for record in run["stages"]:
+        assert record["selectivity"] == pytest.approx(record["score"] - record["control"])
+        # medprobe-tiny is 64 wide against 120 fit images: no stage memorizes permuted labels.
+        assert record["control_above_chance"] is False, record
+    html = (shipped_audits.path / "r.html").read_text(encoding="utf-8")
+    assert "where each diagnosis is lost" in html and html.count('class="medprobe-recall"') >= n_classes * 3
