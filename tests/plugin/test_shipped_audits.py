@@ -78,13 +78,18 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
     assert stage_names[:5] == ["vision.0", "vision.1", "vision.2", "vision", "connector"]
     assert stage_names[-1] == "llm.3@answer" and "llm.3" in stage_names
     for stage in run["stages"]:
-        assert set(stage) == {"stage", "score", "low", "high"}
+        # Per-class recall, the control probe and selectivity (metrics.md §2).
+        assert set(stage) == {"stage", "score", "low", "high", "class_recall", "control", "selectivity"} | {
+            "control_above_chance"
+        }
         assert 0.0 <= stage["low"] <= stage["score"] <= stage["high"] <= 1.0
-    assert set(run["answer"]) == {"score", "low", "high", "mode"} and run["answer"]["mode"] == "letter-logits"
+    assert set(run["answer"]) == {"score", "low", "high", "mode", "class_recall"}
+    assert run["answer"]["mode"] == "letter-logits"
     assert set(run["health"]) >= {"health", "fidelity", "stability", "retention", "alignment"}
     assert [mode["mode"] for mode in run["failure_modes"]] == list(MODES)
     for mode in run["failure_modes"]:
         assert {"mode", "statistic", "low", "high", "threshold", "verdict"} <= set(mode)
+        assert {"half_width", "distance", "underpowered", "n_test", "n_test_needed"} <= set(mode)  # §3 Power
         assert mode["verdict"] in ("pass", "fail")
     failing = [m["mode"] for m in run["failure_modes"][:4] if m["verdict"] == "fail"]
     assert run["root_cause"] == (failing[0] if failing else None)
