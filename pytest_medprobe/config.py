@@ -209,6 +209,27 @@ PROBE_BACKEND = _setting(
     "how probes are fit: torch (default; all stages at once) or sklearn (reference, one stage at a time)",
     "torch",
 )
+PROBE_C_GRID = _setting(
+    "probe_c_grid",
+    "--medprobe-probe-c-grid",
+    "C values (comma-separated, e.g. 0.01,0.1,1,10) among which each stage's probe C is chosen by "
+    "stratified k-fold cross-validation on the fit split; 'none' (default): every probe uses "
+    "--medprobe-probe-c",
+    None,  # a tuple of C here (e.g. (0.01, 0.1, 1.0, 10.0)) makes cross-validated C the default protocol
+)
+PROBE_CV_FOLDS = _setting(
+    "probe_cv_folds",
+    "--medprobe-probe-cv-folds",
+    "folds of the cross-validation that chooses C (with --medprobe-probe-c-grid); default 5",
+    5,
+)
+PROBE_DEVICE = _setting(
+    "probe_device",
+    "--medprobe-probe-device",
+    "where the torch backend fits the probes: auto (default: where the audit runs, --medprobe-device), "
+    "cpu, cuda or cuda:<i>",
+    "auto",
+)
 BASELINE = _setting(
     "baseline_path",
     "--medprobe-baseline",
@@ -313,6 +334,9 @@ SETTINGS: tuple[Setting, ...] = (
     BOOTSTRAP,
     PROBE_C,
     PROBE_BACKEND,
+    PROBE_C_GRID,
+    PROBE_CV_FOLDS,
+    PROBE_DEVICE,
     BASELINE,
     SAVE_BASELINE,
     BASELINE_REQUIRED,
@@ -382,6 +406,9 @@ class MedprobeSettings:
     label: str | None = None
     tolerance: float = 0.02
     probe_backend: str = "torch"
+    probe_c_grid: tuple[float, ...] = ()  # two or more: C chosen per stage by cross-validation
+    probe_cv_folds: int = 5
+    probe_device: str = "auto"  # auto: the audit's device
     answer_mode: str | None = None  # None: the user did not choose; each model's preferred mode applies
     max_new_tokens: int = 512
     medmnist_url: str | None = MEDMNIST_OFFICIAL_URL  # None: never download
@@ -447,6 +474,41 @@ def _parse_device(raw: object) -> str:
     if value.startswith("cuda:") and value.removeprefix("cuda:").isdigit():
         return value
     raise _usage(DEVICE, raw, "auto, cpu, cuda, cuda:<index> or balanced")
+
+
+def _parse_c_grid(raw: object) -> tuple[float, ...]:
+    """C values from "0.01,0.1,1" (commas or spaces) or a list; ascending, repeats dropped."""
+    allowed = "positive numbers separated by commas (e.g. 0.01,0.1,1,10), or none"
+    if raw is None:
+        return ()
+    text = " ".join(map(str, raw)) if isinstance(raw, (list, tuple)) else str(raw)
+    items = text.translate(str.maketrans("(),[]", "     ")).split()
+    words = [str(item).strip() for item in items if str(item).strip()]
+    if [word.lower() for word in words] in ([], ["none"]):
+        return ()
+    values = []
+    for word in words:
+        try:
+            value = float(word)
+        except ValueError:
+            raise _usage(PROBE_C_GRID, raw, allowed) from None
+        if not math.isfinite(value) or value <= 0:
+            raise _usage(PROBE_C_GRID, raw, allowed)
+        values.append(value)
+    return tuple(sorted(set(values)))
+
+
+def _parse_probe_device(raw: object, backend: str) -> str:
+    value = str(raw).strip()
+    if not (value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise _usage(PROBE_DEVICE, raw, "auto, cpu, cuda or cuda:<index>")
+    if backend == "sklearn" and value not in ("auto", "cpu"):
+        raise MedprobeUsageError(
+            f"{setting_names(PROBE_DEVICE)}: got {value!r}, but the sklearn probe backend "
+            f"({setting_names(PROBE_BACKEND)}) fits on the CPU only. Use {PROBE_BACKEND.flag}=torch "
+            f"to fit on {value}, or {PROBE_DEVICE.flag}=cpu."
+        )
+    return value
 
 
 def _parse_choice(setting: Setting, raw: object, choices: Sequence[str]) -> str:
@@ -580,6 +642,7 @@ def resolve_settings(
     )
     _check_consistent(thresholds)
     offline = _parse_bool(OFFLINE, get(OFFLINE))
+    probe_backend = _parse_choice(PROBE_BACKEND, get(PROBE_BACKEND), PROBE_BACKENDS)
     return MedprobeSettings(
         models=_parse_names(MODEL, get(MODEL)),
         datasets=_parse_names(DATASET, get(DATASET)),
@@ -595,7 +658,10 @@ def resolve_settings(
         decision=_parse_choice(DECISION, get(DECISION), DECISIONS),  # type: ignore[arg-type]
         n_bootstrap=_parse_int(BOOTSTRAP, get(BOOTSTRAP), 1),
         probe_c=_parse_positive_float(PROBE_C, get(PROBE_C)),
-        probe_backend=_parse_choice(PROBE_BACKEND, get(PROBE_BACKEND), PROBE_BACKENDS),
+        probe_backend=probe_backend,
+        probe_c_grid=_parse_c_grid(get(PROBE_C_GRID)),
+        probe_cv_folds=_parse_int(PROBE_CV_FOLDS, get(PROBE_CV_FOLDS), 2),
+        probe_device=_parse_probe_device(get(PROBE_DEVICE), probe_backend),
         thresholds=thresholds,
         trust_remote_code=_parse_bool(TRUST_REMOTE_CODE, get(TRUST_REMOTE_CODE)),
         baseline_path=path_or_none(BASELINE),

@@ -109,6 +109,9 @@ class ProbeCurve:
     # Control probes (metrics.md §2, "Selectivity"): stage -> the balanced accuracy the same
     # probe reaches on the fit split when fit to permuted labels: memorization alone.
     control_scores: Mapping[str, float] = field(default_factory=dict)
+    # Each probe's C when cross-validation chose it (metrics.md §2), probe stages and
+    # pixels; empty when every probe used the one fixed C.
+    chosen_c: Mapping[str, float] = field(default_factory=dict)
     _keys: dict[str, StageKey] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +154,10 @@ class ProbeCurve:
             raise ValueError(f"per-class recall must be [{self.n_classes}] per stage")
         object.__setattr__(self, "recall_by_class", recall)
         object.__setattr__(self, "control_scores", {name: float(v) for name, v in self.control_scores.items()})
+        strange = sorted(set(self.chosen_c) - {*self.stage_names, PIXELS})
+        if strange:
+            raise ValueError(f"chosen C for stages the curve does not have: {', '.join(strange)}")
+        object.__setattr__(self, "chosen_c", {name: float(c) for name, c in self.chosen_c.items()})
         object.__setattr__(self, "_keys", keys)
 
     # -- looking stages up -------------------------------------------------------------
@@ -310,12 +317,15 @@ class ProbeCurve:
         return records
 
     def diagnostics_record(self, stage: str) -> dict[str, Any]:
-        """Per-class recall (a list in class order; null for a class absent from the test split)
-        and the control probe's numbers, where the curve has them."""
+        """Per-class recall (a list in class order; null for a class absent from the test split),
+        the C cross-validation chose (``c``) and the control probe's numbers, where the curve
+        has them."""
         record: dict[str, Any] = {}
         recall = self.class_recall(stage)
         if recall is not None:
             record["class_recall"] = [None if np.isnan(value) else float(value) for value in recall]
+        if self._name(stage) in self.chosen_c:
+            record["c"] = self.chosen_c[self._name(stage)]
         control = self.control(stage) if self._name(stage) in self.stage_names else None
         if control is not None:
             record["control"] = control
@@ -331,7 +341,8 @@ class ProbeCurve:
             f"n_test={self.n_test}; balanced accuracy [{CONFIDENCE}% CI of {self.n_bootstrap} resamples]"
         ]
         for s in map(self.stage_score, names):
-            lines.append(f"  {s.stage:<{width}}  {s.score:.3f} [{s.low:.3f}, {s.high:.3f}]")
+            chosen = f"  C={self.chosen_c[s.stage]:g}" if s.stage in self.chosen_c else ""
+            lines.append(f"  {s.stage:<{width}}  {s.score:.3f} [{s.low:.3f}, {s.high:.3f}]{chosen}")
         if self.unconverged:
             lines.append(f"  probes that did not converge: {', '.join(self.unconverged)}")
         return "\n".join(lines)

@@ -1,18 +1,18 @@
 """The probe protocol (metrics.md §2): linear probes, balanced accuracy, paired bootstrap.
 
 This module owns the numbers of the probe curve: it fits one standardized logistic
-regression per stage on the fit split, scores it on the test split with balanced
+regression per stage on the fit split (its C fixed, or chosen per stage by
+cross-validation on the fit split, ``cv``), scores it on the test split with balanced
 accuracy, and resamples the test split once for every stage (a paired bootstrap), so
 that differences between stages get honest, tight intervals. Two backends fit the same
 objective: ``torch`` (default) fits all stages at once in ``torch_probes``;
-``sklearn``, the reference, fits one scikit-learn ``LogisticRegression`` per stage.
-torch and scikit-learn are imported inside the fitting functions, so importing this
-module stays cheap.
+``sklearn``, the reference, fits one scikit-learn ``LogisticRegression`` (or
+``LogisticRegressionCV``) per stage in ``sklearn_probes``. torch and scikit-learn are
+imported inside the fitting functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,67 +28,95 @@ from pytest_medprobe.errors import NonFiniteFeaturesError
 class ProbeSettings:
     """How probes are fit and how the test split is resampled."""
 
-    c: float = 1.0  # inverse L2 strength of the logistic regression
+    c: float = 1.0  # inverse L2 strength of the logistic regression (when there is no C grid)
     n_bootstrap: int = 1000
-    seed: int = 0
+    seed: int = 0  # also fixes the cross-validation folds
     max_iter: int = 1000
     backend: str = "torch"  # one of config.PROBE_BACKENDS: "torch" (all stages at once) or "sklearn"
+    # Two or more values: each stage's C is chosen among them by stratified k-fold
+    # cross-validation on the fit split (metrics.md §2), and ``c`` is not used; one value:
+    # that C; empty: ``c``.
+    c_grid: tuple[float, ...] = ()
+    cv_folds: int = 5
     controls: bool = True  # also fit every stage on permuted labels (metrics.md §2, "Selectivity")
+    device: str = "cpu"  # where the torch backend fits ("cpu", "cuda", "cuda:1"); sklearn: CPU only
+
+    def __post_init__(self) -> None:
+        bad = [value for value in (self.c, *self.c_grid) if not (np.isfinite(value) and value > 0)]
+        if bad:
+            raise ValueError(f"every C must be a positive number, got {bad}")
+        if self.cv_folds < 2:
+            raise ValueError(f"cross-validation needs at least 2 folds, got cv_folds={self.cv_folds}")
+        object.__setattr__(self, "c_grid", tuple(sorted(float(value) for value in dict.fromkeys(self.c_grid))))
+
+    @property
+    def cross_validated(self) -> bool:
+        """Whether each stage's C is chosen by cross-validation."""
+        return len(self.c_grid) > 1
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """One stage's probe, as the curve needs it."""
+
+    predictions: np.ndarray  # [n_test] int64
+    converged: bool
+    c: float  # the C the probe was fit with (chosen by cross-validation when there is a grid)
 
 
 def fit_probe(
     fit_x: np.ndarray, fit_y: np.ndarray, test_x: np.ndarray, settings: ProbeSettings
 ) -> tuple[np.ndarray, bool]:
-    """Fit one probe on ``fit_x: [n_fit, d]`` and predict ``test_x: [n_test, d]``.
+    """Fit one probe with scikit-learn on ``fit_x: [n_fit, d]`` and predict ``test_x: [n_test, d]``.
 
     Returns the test predictions ``[n_test]`` int64 and whether the solver converged.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
+    predictions, converged, _ = _fit_one_with_sklearn(fit_x, fit_y, test_x, settings)
+    return predictions, converged
 
-    fit_y = np.asarray(fit_y, dtype=np.int64)
-    classes = np.unique(fit_y)
-    if classes.size == 1:
-        # scikit-learn refuses a single class; the only sensible probe predicts it.
-        return np.full(len(test_x), classes[0], dtype=np.int64), True
-    # float64 so that half-precision features cannot overflow inside the scaler.
-    scaler = StandardScaler().fit(np.asarray(fit_x, dtype=np.float64))
-    # Penalty and multinomial loss are the defaults of every supported scikit-learn
-    # (L2, and multinomial for lbfgs); naming them warns in some versions and errors
-    # in others, and our suite turns warnings into errors.
-    model = LogisticRegression(C=settings.c, solver="lbfgs", max_iter=settings.max_iter, random_state=settings.seed)
-    # One BLAS thread: these fits are small, and threaded BLAS fighting torch's threads
-    # for two cores made a fit 20-60x slower here (0.4 s vs 7-25 s measured).
-    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1, user_api="blas"):
-        warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(scaler.transform(np.asarray(fit_x, dtype=np.float64)), fit_y)
-    converged = True
-    for warning in caught:
-        if issubclass(warning.category, ConvergenceWarning):
-            converged = False  # reported through the curve instead of the warnings channel
-        else:  # everything else is not ours to swallow
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    predictions = model.predict(scaler.transform(np.asarray(test_x, dtype=np.float64)))
-    return np.asarray(predictions, dtype=np.int64), converged
+
+def _fit_one_with_sklearn(
+    fit_x: np.ndarray, fit_y: np.ndarray, test_x: np.ndarray, settings: ProbeSettings
+) -> tuple[np.ndarray, bool, float]:
+    from pytest_medprobe.sklearn_probes import fit_one
+
+    return fit_one(
+        fit_x, fit_y, test_x,
+        c=settings.c, c_grid=settings.c_grid, cv_folds=settings.cv_folds, seed=settings.seed,
+        max_iter=settings.max_iter,
+    )  # fmt: skip
+
+
+def fit_stage_probes(
+    inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], fit_y: np.ndarray, settings: ProbeSettings
+) -> dict[str, ProbeFit]:
+    """Fit one probe per stage with ``settings.backend`` and predict each test split.
+
+    ``inputs[stage]`` is ``(fit_x: [n_fit, d], test_x: [n_test, d])``; returns each
+    stage's ``ProbeFit``, in the order of ``inputs``.
+    """
+    if settings.backend == "sklearn":
+        if settings.device != "cpu":
+            raise ValueError(f"the sklearn probe backend fits on the CPU only, not on {settings.device!r}")
+        fits = {name: _fit_one_with_sklearn(fit_x, fit_y, test_x, settings) for name, (fit_x, test_x) in inputs.items()}
+        return {name: ProbeFit(predictions, converged, c) for name, (predictions, converged, c) in fits.items()}
+    if settings.backend == "torch":
+        from pytest_medprobe.torch_probes import fit_stages
+
+        stage_fits = fit_stages(
+            inputs, fit_y,
+            c=settings.c, c_grid=settings.c_grid, cv_folds=settings.cv_folds, seed=settings.seed,
+            max_iter=settings.max_iter, device=settings.device,
+        )  # fmt: skip
+        return {name: ProbeFit(fit.predictions, fit.converged, fit.c) for name, fit in stage_fits.items()}
+    raise ValueError(f"unknown probe backend {settings.backend!r}; allowed: {', '.join(PROBE_BACKENDS)}")
 
 
 def fit_probes(
     inputs: Mapping[str, tuple[np.ndarray, np.ndarray]], fit_y: np.ndarray, settings: ProbeSettings
 ) -> dict[str, tuple[np.ndarray, bool]]:
-    """Fit one probe per stage with ``settings.backend`` and predict each test split.
-
-    ``inputs[stage]`` is ``(fit_x: [n_fit, d], test_x: [n_test, d])``; returns
-    ``{stage: (predictions [n_test] int64, converged)}``, in the order of ``inputs``.
-    """
-    if settings.backend == "sklearn":
-        return {name: fit_probe(fit_x, fit_y, test_x, settings) for name, (fit_x, test_x) in inputs.items()}
-    if settings.backend == "torch":
-        from pytest_medprobe.torch_probes import fit_probes as fit_all_at_once
-
-        return fit_all_at_once(inputs, fit_y, c=settings.c, max_iter=settings.max_iter)
-    raise ValueError(f"unknown probe backend {settings.backend!r}; allowed: {', '.join(PROBE_BACKENDS)}")
+    """``fit_stage_probes`` as ``{stage: (predictions [n_test] int64, converged)}``."""
+    return {name: (fit.predictions, fit.converged) for name, fit in fit_stage_probes(inputs, fit_y, settings).items()}
 
 
 def bootstrap_counts(n_test: int, n_bootstrap: int, seed: int) -> np.ndarray:
@@ -209,12 +237,14 @@ def curve_from_predictions(
     unconverged: Sequence[str] = (),
     n_fit: int = 0,
     control_scores: Mapping[str, float] | None = None,
+    chosen_c: Mapping[str, float] | None = None,
 ) -> ProbeCurve:
     """The curve of test predictions ``predictions[stage]: [n]`` (every stage, answer and pixels),
     bootstrapped on ``counts: [B, n]``; the scoring half of ``build_probe_curve``.
 
     Subgroups reuse it: the probes fit on the whole fit split, their predictions on one
-    subgroup's test images scored alone (subgroups.py).
+    subgroup's test images scored alone (subgroups.py). ``chosen_c``: each probe's C when
+    cross-validation chose it (the pixel baseline's included).
     """
     test_y = np.asarray(test_labels, dtype=np.int64)
     scores = {name: balanced_accuracy(pred, test_y, n_classes) for name, pred in predictions.items()}
@@ -230,6 +260,7 @@ def curve_from_predictions(
         n_test=len(test_y),
         recall_by_class={name: recall_by_class(pred, test_y, n_classes) for name, pred in predictions.items()},
         control_scores=dict(control_scores or {}),
+        chosen_c=dict(chosen_c or {}),
     )
 
 
@@ -272,9 +303,9 @@ def build_probe_curve_with_predictions(
         _check_finite(fit_x, name, "fit")
         _check_finite(test_x, name, "test")
 
-    fitted = fit_probes(inputs, fit_y, settings)
-    predictions = {name: pred for name, (pred, _) in fitted.items()}
-    unconverged = [name for name, (_, converged) in fitted.items() if not converged]
+    fitted = fit_stage_probes(inputs, fit_y, settings)
+    predictions = {name: fit.predictions for name, fit in fitted.items()}
+    unconverged = [name for name, fit in fitted.items() if not fit.converged]
     controls = None
     if settings.controls:
         # The same protocol on labels without meaning, scored on the split it was fit to: what
@@ -288,5 +319,6 @@ def build_probe_curve_with_predictions(
     curve = curve_from_predictions(
         predictions, test_y, counts, n_classes, names, has_image_view, unconverged, n_fit=len(fit_y),
         control_scores=controls,
+        chosen_c={name: fit.c for name, fit in fitted.items()} if settings.cross_validated else None,
     )  # fmt: skip
     return curve, predictions

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import AuditVerdicts
     from pytest_medprobe.health import HealthScores
     from pytest_medprobe.models.base import LoadedModel, ModelSource
+    from pytest_medprobe.probes import ProbeSettings
     from pytest_medprobe.progress import MatrixProgress
     from pytest_medprobe.subgroups import SubgroupReport
 
@@ -394,6 +395,25 @@ class AuditSession:
             self.forward_passes_total += calls[0]
         return bank, calls[0]
 
+    def probe_settings(self) -> ProbeSettings:
+        """How this run fits its probes; the torch backend fits where the audit runs unless
+        ``--medprobe-probe-device`` says otherwise."""
+        from pytest_medprobe.probes import ProbeSettings
+        from pytest_medprobe.torch_probes import resolve_probe_device
+
+        backend = self.settings.probe_backend
+        audit_device = self.settings.device
+        device = "cpu" if backend == "sklearn" else resolve_probe_device(self.settings.probe_device, audit_device)
+        return ProbeSettings(
+            c=self.settings.probe_c,
+            n_bootstrap=self.settings.n_bootstrap,
+            seed=self.settings.seed,
+            backend=backend,
+            c_grid=self.settings.probe_c_grid,
+            cv_folds=self.settings.probe_cv_folds,
+            device=device,
+        )
+
     def result(self, pair: Pair) -> PairResult:
         """Probe curve, health and verdicts of a pair (computed once)."""
         if pair in self._results:
@@ -401,7 +421,7 @@ class AuditSession:
         from pytest_medprobe.data.base import pixel_features
         from pytest_medprobe.failure_modes import evaluate
         from pytest_medprobe.health import compute_health
-        from pytest_medprobe.probes import ProbeSettings, build_probe_curve_with_predictions
+        from pytest_medprobe.probes import build_probe_curve_with_predictions
 
         dataset = self.dataset(pair.dataset)
         bank, provenance = self.features(pair)
@@ -416,12 +436,7 @@ class AuditSession:
             n_classes=dataset.n_classes,
             stage_names=bank.stage_names,
             has_image_view=bank.has_image_view,
-            settings=ProbeSettings(
-                c=self.settings.probe_c,
-                n_bootstrap=self.settings.n_bootstrap,
-                seed=self.settings.seed,
-                backend=self.settings.probe_backend,
-            ),
+            settings=self.probe_settings(),
         )
         health = compute_health(curve)
         verdicts = evaluate(curve, health, self.settings.thresholds, self.settings.decision)

@@ -1,34 +1,21 @@
 """The torch probe backend: every stage's linear probe fitted at once (metrics.md §2).
 
-This module owns the fast path of the probe protocol. It minimizes exactly the objective
-of scikit-learn's ``LogisticRegression(C=c)`` with the lbfgs solver (the reference
-backend in ``probes.fit_probe``), for many stages in one batched run:
+This module owns the fast path of the probe protocol: it standardizes each stage's
+features like ``StandardScaler`` (fit-split statistics only; constant columns keep scale
+1, and their weights stay 0 under L2), groups stages of equal or similar width into
+batches (zero-padded: zero columns get zero weight), and fits them with the batched
+L-BFGS of ``lbfgs``, which minimizes exactly the objective of scikit-learn's
+``LogisticRegression(C=c)`` (the reference backend, ``sklearn_probes``).
 
-    mean over fit samples of log-loss  +  ||W||² / (2 · C · n_fit)
+With a grid of C, each stage's C is chosen by stratified k-fold cross-validation on the
+fit split (``cv``): every stage x C x fold problem of a batch is one row of a single
+batched solve (chunked by stages only where memory requires), the fold probes score
+their held-out samples, and each stage is refit on the whole fit split with its chosen C,
+starting from the mean of its fold probes at that C (as ``LogisticRegressionCV`` does).
 
-with the intercept unpenalized; equivalently ``C · Σ log-loss + ½ ||W||²``. Three or more
-classes: the multinomial (softmax) loss with one weight vector per class, all penalized.
-Two classes: the binary logistic loss with one weight vector, as scikit-learn fits it
-(not the two-vector multinomial, whose optimum is a different, less regularized one).
-Features are standardized with fit-split statistics only, like ``StandardScaler``,
-constant columns included (their scale is 1, and their weights stay 0 under L2).
-
-The solver is L-BFGS (10 correction pairs, like scipy's) run in lockstep over a batch of
-stages of equal width (or of similar width, zero-padded: zero columns get zero weight),
-stopped per stage by scipy's rules: the largest gradient entry
-of the mean-loss objective at most ``tol`` (scikit-learn's default 1e-4), or a relative
-decrease of the objective below 64 machine epsilons. A stage still short of that after
-``max_iter`` iterations is reported unconverged, as ``ConvergenceWarning`` reports it on
-the scikit-learn path. Its line search is near-exact and costs no matrix product:
-logits are affine in the step length, so one product per iteration gives them all.
-
-Features live in float32 (the two products per iteration read them; float32 halves that
-traffic); weights, logits, gradients, losses and the line search are float64 (the
-correction pairs, which only shape directions, are float32), so the float32 rounding
-stays orders of magnitude below ``tol``. No randomness is involved: a fit starts from
-zero weights, every product runs on one thread, and two runs on the same machine give
-identical predictions whatever the number of product threads. torch is imported inside functions so that
-importing this module stays cheap.
+Everything runs on ``device`` (a CPU or a GPU, the same code). On a CPU: one torch thread,
+several products at once. torch is imported inside functions so that importing this
+module stays cheap.
 """
 
 from __future__ import annotations
@@ -41,10 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pytest_medprobe import cv
+from pytest_medprobe.config import DEVICE, PROBE_DEVICE
+from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.lbfgs import Features, Problems, Runner, full_logits, logits, solve
+
 if TYPE_CHECKING:
     import torch
 
-HISTORY = 10  # correction pairs kept by L-BFGS (scipy's default maxcor)
 # At or above this many feature values per stage (n_fit x d), products are spread over
 # the worker threads; below it, a thread hand-off costs more than the product.
 THREADED_PRODUCTS = 1 << 20
@@ -54,68 +45,30 @@ THREADED_PRODUCTS = 1 << 20
 # overhead per iteration, which padding that small costs less than.
 MAX_PADDING = 0.25
 SMALL_PADDING = 1 << 19
-FTOL = 64 * float(np.finfo(np.float64).eps)  # scikit-learn's ftol for lbfgs
-LINE_SEARCH_STEPS = 30
-LINE_SEARCH_RTOL = 1e-3  # stop when the slope along the direction fell 1000-fold
+# The solver's state per row (weights, gradients, ten float32 correction pairs, logits)
+# is about 20 floats per weight; a cross-validated batch is solved in chunks of stages
+# whose rows hold at most this many bytes of it.
+SOLVER_MEMORY = 1 << 30
+STATE_BYTES_PER_WEIGHT = 8 * 8 + 20 * 4
+STATE_BYTES_PER_LOGIT = 8 * 8
 
 
-@dataclass(frozen=True)
-class _Problem:
-    """What every stage of a fit shares: the labels and the penalty."""
+def resolve_probe_device(probe_device: str, audit_device: str) -> str:
+    """Where the torch backend fits: ``probe_device`` ("cpu", "cuda", "cuda:1"), or for
+    "auto" the device the audit runs the model on (``audit_device``, the ``--medprobe-device``
+    setting: its "auto" is a GPU when there is one; a model spread over GPUs, the first)."""
+    import torch
 
-    targets: torch.Tensor  # [K, n_fit] float64 one-hot over the full softmax
-    binary: bool  # two classes: one logit row, the other class fixed at 0
-    l2: float  # 1 / (C * n_fit), scikit-learn's l2_reg_strength
+    if probe_device == "auto":
+        from pytest_medprobe.models.loader import resolve_device
 
-
-Runner = Callable[[Callable[[int], None], Sequence[int]], None]  # runs a job on each of some rows
-
-
-@dataclass(frozen=True)
-class _Features:
-    """Standardized features of a batch of stages, ``x: [S, n, d]`` float32, and their products.
-
-    Products take the rows of the running stages: ``stages[r]`` is the stage of row r.
-    """
-
-    x: torch.Tensor
-    run: Runner  # runs one product per running stage
-    batched: bool  # one batched product while every stage runs (small stages: saves Python overhead)
-
-    def logits(self, stages: Sequence[int], weights: torch.Tensor, needed: Sequence[bool]) -> torch.Tensor:
-        """``weights: [R, K', d]`` times each stage's features: ``[R, K', n]`` (rows not ``needed``: 0)."""
-        import torch
-
-        # w @ xᵀ rather than x @ wᵀ: with K' this narrow, that order ran 3-4x faster here.
-        if self._whole(stages):
-            return weights.bmm(self.x.transpose(1, 2))
-        out = torch.zeros((len(stages), weights.shape[1], self.x.shape[1]), dtype=self.x.dtype, device=self.x.device)
-
-        def product(row: int) -> None:
-            if needed[row]:
-                torch.mm(weights[row], self.x[stages[row]].T, out=out[row])
-
-        self.run(product, range(len(stages)))
-        return out
-
-    def gradient(self, stages: Sequence[int], residual: torch.Tensor, needed: Sequence[bool]) -> torch.Tensor:
-        """``residual: [R, K', n]`` times each stage's features: ``[R, K', d]`` (rows not ``needed``: 0)."""
-        import torch
-
-        # residual @ x rather than xᵀ @ residualᵀ: the same product, 7x faster here.
-        if self._whole(stages):
-            return residual.bmm(self.x)
-        out = torch.zeros((len(stages), residual.shape[1], self.x.shape[2]), dtype=self.x.dtype, device=self.x.device)
-
-        def product(row: int) -> None:
-            if needed[row]:
-                torch.mm(residual[row], self.x[stages[row]], out=out[row])
-
-        self.run(product, range(len(stages)))
-        return out
-
-    def _whole(self, stages: Sequence[int]) -> bool:
-        return self.batched and list(stages) == list(range(len(self.x)))
+        return str(resolve_device(audit_device))
+    if probe_device.startswith("cuda") and not torch.cuda.is_available():
+        raise MedprobeUsageError(
+            f"{PROBE_DEVICE.flag} {probe_device}: CUDA is not available on this machine; use "
+            f"{PROBE_DEVICE.flag} cpu, or auto to fit where {DEVICE.flag} runs the model."
+        )
+    return probe_device
 
 
 @contextmanager
@@ -188,199 +141,16 @@ def _standardize_batch(
     for index, (fit_x, test_x) in enumerate(arrays):
         d = np.shape(fit_x)[1]
         fit, test = fit64[:, :d], test64[:, :d]
-        fit.copy_(torch.as_tensor(np.asarray(fit_x)))
+        fit.copy_(torch.as_tensor(np.asarray(fit_x), device=device))
         mean = (ones @ fit)[0] / n_fit
         fit.sub_(mean)  # two passes, as scikit-learn computes the variance
         var = (ones @ torch.square(fit, out=squares[:, :d]))[0] / n_fit
         constant = var <= n_fit * eps * var + (n_fit * mean * eps) ** 2  # scikit-learn's _is_constant_feature
         scale = torch.where(constant, torch.ones_like(var), var.sqrt())  # and its _handle_zeros_in_scale
         fit_out[index, :, :d].copy_(fit.div_(scale))
-        test.copy_(torch.as_tensor(np.asarray(test_x)))
+        test.copy_(torch.as_tensor(np.asarray(test_x), device=device))
         test_out[index, :, :d].copy_(test.sub_(mean).div_(scale))
     return fit_out, test_out
-
-
-def _full_logits(z: torch.Tensor, binary: bool) -> torch.Tensor:
-    """``z: [S, K', n]`` → ``[S, K, n]``: the binary model's class 0 has logit 0."""
-    import torch
-
-    return torch.cat([torch.zeros_like(z[:, :1]), z], dim=1) if binary else z
-
-
-def _logits(features: _Features, stages: Sequence[int], theta: torch.Tensor) -> torch.Tensor:
-    """Logits ``[R, K', n]`` float64 of the stages ``stages`` under ``theta: [R, K', d + 1]``.
-
-    A row of ``theta`` that is all zero (a finished stage's direction) may cost no product.
-    Logits are class-major: softmax over a short leading axis ran 10x faster here than
-    over a last axis of length K.
-    """
-    needed = theta.flatten(1).ne(0).any(dim=1).tolist()
-    product = features.logits(stages, theta[..., :-1].to(features.x.dtype), needed)
-    return product.to(theta.dtype) + theta[..., -1:]
-
-
-def _objective(
-    features: _Features,
-    stages: Sequence[int],
-    theta: torch.Tensor,
-    z: torch.Tensor,
-    problem: _Problem,
-    active: Sequence[bool],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective ``[R]`` at ``theta: [R, K', d + 1]`` whose logits are ``z``, and its gradient.
-
-    Rows that are not ``active`` may get any weight gradient (no product need be spent on them).
-    """
-    import torch
-
-    full = _full_logits(z, problem.binary)
-    log_p = full.log_softmax(dim=1)
-    loss = -(log_p * problem.targets).sum(dim=1).mean(dim=1)
-    residual = (log_p.exp() - problem.targets) / z.shape[2]  # d loss / d logits, [R, K, n]
-    if problem.binary:
-        residual = residual[:, 1:]
-    weights = theta[..., :-1]
-    product = features.gradient(stages, residual.to(features.x.dtype), active)
-    grad = torch.cat([product.to(theta.dtype) + problem.l2 * weights, residual.sum(dim=2, keepdim=True)], dim=-1)
-    value = loss + 0.5 * problem.l2 * weights.square().sum(dim=(1, 2))  # the intercept is not penalized
-    return value, grad
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-stage inner products ``[R]`` of two ``[R, ...]`` tensors."""
-    return (a * b).flatten(1).sum(dim=1)
-
-
-def _two_loop(
-    grad: torch.Tensor, history: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], gamma: torch.Tensor
-) -> torch.Tensor:
-    """L-BFGS direction ``-H grad`` from the correction pairs; a pair with rho = 0 is skipped."""
-    q = -grad.to(history[-1][0].dtype) if history else -grad
-    alphas = []
-    for step, change, rho in reversed(history):
-        alpha = rho * _dot(step, q)
-        q = q - alpha[:, None, None] * change
-        alphas.append(alpha)
-    r = gamma.to(q.dtype)[:, None, None] * q
-    for (step, change, rho), alpha in zip(history, reversed(alphas)):
-        r = r + (alpha - rho * _dot(change, r))[:, None, None] * step
-    return r.to(grad.dtype)
-
-
-def _line_search(
-    z: torch.Tensor,
-    dz: torch.Tensor,
-    theta: torch.Tensor,
-    direction: torch.Tensor,
-    slope0: torch.Tensor,
-    start: torch.Tensor,
-    problem: _Problem,
-) -> torch.Tensor:
-    """Step lengths ``[R]`` that (nearly) minimize the objective along each stage's direction.
-
-    Along a direction the objective is a convex function of the step t whose logits are
-    ``z + t·dz``, so each trial costs O(n·K) and no product with the features.
-    Safeguarded Newton on the slope, bisection when Newton leaves the bracket.
-    """
-    import torch
-
-    wd = _dot(theta[..., :-1], direction[..., :-1])
-    dd = _dot(direction[..., :-1], direction[..., :-1])
-    full_dz = _full_logits(dz, problem.binary)
-    target_dz = (problem.targets * full_dz).sum(dim=1).mean(dim=1)
-    lo = torch.zeros_like(start)
-    hi = torch.full_like(start, float("inf"))
-    done = slope0 >= 0  # no descent (a finished stage has a zero direction): stay put
-    t = torch.where(done, torch.zeros_like(start), start)
-    for _ in range(LINE_SEARCH_STEPS):
-        p = _full_logits(z + t[:, None, None] * dz, problem.binary).softmax(dim=1)
-        p_dz = (p * full_dz).sum(dim=1)  # [R, n]
-        slope = p_dz.mean(dim=1) - target_dz + problem.l2 * (wd + t * dd)
-        curvature = ((p * full_dz.square()).sum(dim=1) - p_dz.square()).mean(dim=1) + problem.l2 * dd
-        done = done | (slope.abs() <= LINE_SEARCH_RTOL * slope0.abs())
-        if bool(done.all()):
-            break
-        lo = torch.where(slope < 0, torch.maximum(lo, t), lo)
-        hi = torch.where(slope > 0, torch.minimum(hi, t), hi)
-        newton = t - slope / curvature.clamp_min(1e-300)
-        fallback = torch.where(torch.isinf(hi), 2 * t, 0.5 * (lo + hi))
-        t = torch.where(done, t, torch.where((newton > lo) & (newton < hi), newton, fallback))
-    return t
-
-
-def _lbfgs(
-    features: _Features, problem: _Problem, n_out: int, max_iter: int, tol: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fit every stage of ``features``: ``theta [S, K', d + 1]``, converged and iterations ``[S]``.
-
-    The stages run in lockstep; a finished stage costs no more products, and its state
-    leaves the batch once a quarter of the batch has finished.
-    """
-    import torch
-
-    x = features.x
-    n_stages, n_fit, width = x.shape
-    f64, device = torch.float64, x.device
-    out_theta = torch.zeros((n_stages, n_out, width + 1), dtype=f64, device=device)
-    out_converged = torch.zeros(n_stages, dtype=torch.bool, device=device)
-    out_iter = torch.zeros(n_stages, dtype=torch.int64, device=device)
-
-    def small(grad: torch.Tensor) -> torch.Tensor:  # scipy's pgtol test, in scikit-learn's scale
-        return grad.abs().flatten(1).amax(dim=1) <= tol
-
-    alive = list(range(n_stages))  # the stage of each batch row
-    theta = torch.zeros((n_stages, n_out, width + 1), dtype=f64, device=device)
-    z = torch.zeros((n_stages, n_out, n_fit), dtype=f64, device=device)
-    value, grad = _objective(features, alive, theta, z, problem, [True] * n_stages)
-    converged = small(grad)
-    n_iter = torch.zeros(n_stages, dtype=torch.int64, device=device)
-    gamma = torch.ones(n_stages, dtype=f64, device=device)
-    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    while True:
-        finished = converged | (n_iter >= max_iter)
-        n_finished = int(finished.sum())
-        if n_finished and 4 * n_finished >= len(alive):  # retire finished stages, not one by one
-            gone = [stage for stage, done in zip(alive, finished.tolist()) if done]
-            out_theta[gone], out_converged[gone], out_iter[gone] = (
-                theta[finished],
-                converged[finished],
-                n_iter[finished],
-            )
-            keep = (~finished).nonzero().flatten()
-            if keep.numel() == 0:
-                break
-            alive = [alive[row] for row in keep.tolist()]
-            theta, z, value, grad = theta[keep], z[keep], value[keep], grad[keep]
-            converged, n_iter, gamma, finished = converged[keep], n_iter[keep], gamma[keep], finished[keep]
-            history = [(step[keep], change[keep], rho[keep]) for step, change, rho in history]
-        active = ~finished
-        active_rows = active.tolist()
-        first = n_iter == 0
-        n_iter = n_iter + active
-        direction = _two_loop(grad, history, gamma) * active[:, None, None]
-        slope0 = _dot(grad, direction)
-        dz = _logits(features, alive, direction)
-        # No curvature yet: start where scipy does, at a step of unit length.
-        start = torch.where(first, 1.0 / _dot(direction, direction).sqrt().clamp_min(1e-300), torch.ones_like(slope0))
-        t = _line_search(z, dz, theta, direction, slope0, start, problem)
-        step = t[:, None, None] * direction
-        theta, z = theta + step, z + t[:, None, None] * dz
-        new_value, new_grad = _objective(features, alive, theta, z, problem, active_rows)
-        new_value = torch.where(active, new_value, value)
-        new_grad = torch.where(active[:, None, None], new_grad, grad)
-        change = new_grad - grad
-        sy, yy = _dot(step, change), _dot(change, change)
-        good = active & (sy > float(np.finfo(np.float64).eps) * yy) & (sy > 0)
-        rho = torch.where(good, 1.0 / torch.where(good, sy, torch.ones_like(sy)), torch.zeros_like(sy))
-        gamma = torch.where(good, sy / torch.where(good, yy, torch.ones_like(yy)), gamma)
-        # The pairs only shape the direction (the line search and the stopping tests are
-        # float64), so float32 copies do: half the memory traffic of the two-loop.
-        history = [*history[-(HISTORY - 1) :], (step.float(), change.float(), rho.float())]
-        biggest = torch.maximum(torch.maximum(value.abs(), new_value.abs()), torch.ones_like(value))
-        stalled = active & (value - new_value <= FTOL * biggest)  # scipy's ftol test
-        converged = converged | (active & small(new_grad)) | stalled
-        value, grad = new_value, new_grad
-    return out_theta, out_converged, out_iter
 
 
 @dataclass(frozen=True)
@@ -392,6 +162,8 @@ class StageFit:
     n_iter: int
     coef: np.ndarray  # [K', d] float64, as LogisticRegression.coef_ (K' = 1 for two classes)
     intercept: np.ndarray  # [K'] float64, as LogisticRegression.intercept_
+    c: float = 1.0  # the C of this probe: the fixed one, or the one cross-validation chose
+    cv_scores: tuple[float, ...] = ()  # mean held-out balanced accuracy of each C of the grid
 
 
 def fit_probes(
@@ -415,27 +187,46 @@ def fit_probes(
     return {name: (fit.predictions, fit.converged) for name, fit in fits.items()}
 
 
+@dataclass(frozen=True)
+class _Protocol:
+    """How every probe of a call is fit: the C (or the grid and its folds) and the solver's limits."""
+
+    c: float
+    grid: tuple[float, ...]  # ascending; two or more values: cross-validate
+    folds: np.ndarray | None  # [n_fit] fold of each fit sample, when cross-validating
+    max_iter: int
+    tol: float
+
+
 def fit_stages(
     inputs: Mapping[str, tuple[np.ndarray, np.ndarray]],
     fit_y: np.ndarray,
     *,
     c: float = 1.0,
+    c_grid: Sequence[float] = (),
+    cv_folds: int = 5,
+    seed: int = 0,
     max_iter: int = 1000,
     tol: float = 1e-4,
     device: str = "cpu",
     threads: int | None = None,
 ) -> dict[str, StageFit]:
-    """``fit_probes`` with each stage's coefficients and iteration count.
+    """``fit_probes`` with each stage's coefficients, iteration count and C.
 
-    ``c``, ``max_iter`` and ``tol`` mean what they mean to ``LogisticRegression``.
-    ``device`` is where the features go ("cpu", "cuda", "cuda:1"). ``threads``: how many
-    feature products run at once on the CPU (default: torch's thread count); everything
-    else runs on one torch thread, and torch's setting is restored afterwards.
+    ``c``, ``max_iter`` and ``tol`` mean what they mean to ``LogisticRegression``. With two
+    or more values in ``c_grid``, each stage's C is chosen among them by ``cv_folds``-fold
+    stratified cross-validation (folds fixed by ``seed``; fewer folds when a class has fewer
+    fit samples) and ``c`` is not used. ``device`` is where the features go ("cpu", "cuda",
+    "cuda:1"). ``threads``: how many feature products run at once on the CPU (default:
+    torch's thread count); everything else runs on one torch thread, and torch's setting is
+    restored afterwards.
     """
     fit_y = np.asarray(fit_y, dtype=np.int64)
     classes = np.unique(fit_y)
+    grid = tuple(sorted(float(value) for value in c_grid))
     if classes.size == 1:
-        # scikit-learn refuses a single class; the only sensible probe predicts it.
+        # scikit-learn refuses a single class; the only sensible probe predicts it. Every C
+        # of a grid ties, and a tie goes to the strongest regularization.
         return {
             name: StageFit(
                 predictions=np.full(len(test_x), classes[0], dtype=np.int64),
@@ -443,9 +234,14 @@ def fit_stages(
                 n_iter=0,
                 coef=np.zeros((1, np.shape(fit_x)[1])),
                 intercept=np.zeros(1),
+                c=grid[0] if grid else c,
             )
             for name, (fit_x, test_x) in inputs.items()
         }
+    folds = None
+    if len(grid) > 1:
+        folds = cv.stratified_folds(fit_y, cv.fold_count(fit_y, cv_folds), seed)
+    protocol = _Protocol(c=grid[0] if len(grid) == 1 else c, grid=grid, folds=folds, max_iter=max_iter, tol=tol)
     import torch
 
     workers = torch.get_num_threads() if threads is None else threads
@@ -466,7 +262,7 @@ def fit_stages(
                 for _ in pool.map(lambda share: inline(job, share), [rows[k::workers] for k in range(workers)]):
                     pass
 
-        return _fit_all(inputs, fit_y, classes, c, max_iter, tol, target, threaded)
+        return _fit_all(inputs, fit_y, classes, protocol, target, threaded)
 
 
 def inline(job: Callable[[int], None], rows: Sequence[int]) -> None:
@@ -484,9 +280,7 @@ def _fit_all(
     inputs: Mapping[str, tuple[np.ndarray, np.ndarray]],
     fit_y: np.ndarray,
     classes: np.ndarray,
-    c: float,
-    max_iter: int,
-    tol: float,
+    protocol: _Protocol,
     device: torch.device,
     threaded: Runner,
 ) -> dict[str, StageFit]:
@@ -495,27 +289,97 @@ def _fit_all(
     encoded = torch.as_tensor(np.searchsorted(classes, fit_y), device=device)
     targets = torch.nn.functional.one_hot(encoded, num_classes=classes.size).T.to(torch.float64).contiguous()
     binary = classes.size == 2
-    problem = _Problem(targets=targets, binary=binary, l2=1.0 / (c * len(fit_y)))
+    n_out = 1 if binary else int(classes.size)
     widths = {name: int(np.shape(fit_x)[1]) for name, (fit_x, _) in inputs.items()}
     results: dict[str, StageFit] = {}
     for names in _batches(widths, len(fit_y)):
         fit_x, test_x = _standardize_batch([inputs[name] for name in names], device)
         large = fit_x.shape[1] * fit_x.shape[2] >= THREADED_PRODUCTS
         run, batched = (threaded, False) if large else (inline, True)
-        fit = _Features(fit_x, run, batched)
-        theta, converged, n_iter = _lbfgs(fit, problem, 1 if binary else int(classes.size), max_iter, tol)
+        fit = Features(fit_x, run, batched)
+        chosen, cv_scores, start, folds_converged = _cross_validate(fit, targets, binary, n_out, protocol, fit_y)
+        n_fit = len(fit_y)
+        whole = Problems(
+            targets=targets,
+            binary=binary,
+            l2=1.0 / (torch.tensor(chosen, dtype=torch.float64, device=device) * n_fit),
+            sample_weights=torch.full((1, n_fit), 1.0 / n_fit, dtype=torch.float64, device=device).expand(
+                len(names), n_fit
+            ),
+            stage_of=tuple(range(len(names))),
+        )
+        solution = solve(fit, whole, n_out, protocol.max_iter, protocol.tol, start=start)
         del fit, fit_x
-        test = _Features(test_x, run, batched)
-        scores = _full_logits(_logits(test, range(len(names)), theta), binary)  # [S, K, n_test]
+        test = Features(test_x, run, batched)
+        scores = full_logits(logits(test, range(len(names)), solution.theta), binary)  # [S, K, n_test]
         # argmax keeps the first of tied classes, as scikit-learn's predict does.
         picked = scores.argmax(dim=1).cpu().numpy()
-        theta_np, converged_np, n_iter_np = theta.cpu().numpy(), converged.cpu().numpy(), n_iter.cpu().numpy()
+        theta = solution.theta.cpu().numpy()
+        converged, n_iter = solution.converged.cpu().numpy(), solution.n_iter.cpu().numpy()
         for index, name in enumerate(names):
             results[name] = StageFit(
                 predictions=classes[picked[index]].astype(np.int64),
-                converged=bool(converged_np[index]),
-                n_iter=int(n_iter_np[index]),
-                coef=theta_np[index, :, : widths[name]],
-                intercept=theta_np[index, :, -1],
+                converged=bool(converged[index] and folds_converged[index]),
+                n_iter=int(n_iter[index]),
+                coef=theta[index, :, : widths[name]],
+                intercept=theta[index, :, -1],
+                c=chosen[index],
+                cv_scores=tuple(float(score) for score in cv_scores[index]) if len(cv_scores) else (),
             )
     return {name: results[name] for name in inputs}
+
+
+def _cross_validate(
+    fit: Features, targets: torch.Tensor, binary: bool, n_out: int, protocol: _Protocol, fit_y: np.ndarray
+) -> tuple[list[float], np.ndarray, torch.Tensor | None, list[bool]]:
+    """Each stage's C; the mean fold scores ``[S, G]`` (empty without a grid); where each
+    stage's refit starts (``[S, K', d + 1]``: the mean of its fold probes at that C; None: 0);
+    whether every fold probe of each stage converged (as ``LogisticRegressionCV`` warns
+    when one did not).
+
+    Rows are stage x C x fold, stage-major; stages go in chunks of at most
+    ``SOLVER_MEMORY`` bytes of solver state, each chunk one batched solve.
+    """
+    import torch
+
+    n_stages, n_fit, width = fit.x.shape
+    labels = np.searchsorted(np.unique(fit_y), fit_y)  # class indices, as the logits' rows
+    if protocol.folds is None:
+        return [protocol.c] * n_stages, np.empty((0, 0)), None, [True] * n_stages
+    device = fit.x.device
+    grid, folds = protocol.grid, protocol.folds
+    n_grid, n_folds = len(grid), int(folds.max()) + 1
+    per_stage = n_grid * n_folds
+    held_out = torch.as_tensor(folds, device=device)[None, :] == torch.arange(n_folds, device=device)[:, None]
+    kept = (~held_out).to(torch.float64)  # [F, n]
+    fold_weights = kept / kept.sum(dim=1, keepdim=True)
+    fold_l2 = 1.0 / (torch.tensor(grid, dtype=torch.float64, device=device)[:, None] * kept.sum(dim=1)[None, :])
+    row_bytes = n_out * ((width + 1) * STATE_BYTES_PER_WEIGHT + n_fit * STATE_BYTES_PER_LOGIT)
+    chunk = max(1, SOLVER_MEMORY // (per_stage * row_bytes))
+    start = torch.zeros((n_stages, n_out, width + 1), dtype=torch.float64, device=device)
+    scores = np.empty((n_stages, n_grid, n_folds))
+    chosen: list[float] = []
+    converged: list[bool] = []
+    for first in range(0, n_stages, chunk):
+        stages = range(first, min(first + chunk, n_stages))
+        part = Features(fit.x[stages.start : stages.stop], fit.run, fit.batched)
+        problems = Problems(
+            targets=targets,
+            binary=binary,
+            l2=fold_l2.flatten().repeat(len(stages)),
+            sample_weights=fold_weights.repeat(len(stages) * n_grid, 1),
+            stage_of=tuple(stage for stage in range(len(stages)) for _ in range(per_stage)),
+        )
+        solution = solve(part, problems, n_out, protocol.max_iter, protocol.tol)
+        # Every fold probe's prediction for every fit sample; each fold scores its own.
+        predicted = full_logits(solution.z, binary).argmax(dim=1).cpu().numpy()  # class indices
+        scores[stages.start : stages.stop] = cv.fold_scores(
+            predicted.reshape(len(stages), n_grid, n_folds, n_fit), labels, folds
+        )
+        theta = solution.theta.reshape(len(stages), n_grid, n_folds, n_out, width + 1)
+        converged += solution.converged.reshape(len(stages), -1).all(dim=1).tolist()
+        for offset, stage in enumerate(stages):
+            best = cv.pick_c(scores[stage], grid)
+            chosen.append(grid[best])
+            start[stage] = theta[offset, best].mean(dim=0)
+    return chosen, scores.mean(axis=2), start, converged
