@@ -164,16 +164,19 @@ def full_logits(z: torch.Tensor, binary: bool) -> torch.Tensor:
     return torch.cat([torch.zeros_like(z[:, :1]), z], dim=1) if binary else z
 
 
-def logits(features: Features, stage_of: Sequence[int], theta: torch.Tensor) -> torch.Tensor:
+def logits(
+    features: Features, stage_of: Sequence[int], theta: torch.Tensor, needed: Sequence[bool] | None = None
+) -> torch.Tensor:
     """Logits ``[R, K', n]`` float64 of the rows under ``theta: [R, K', d + 1]``.
 
-    A row of ``theta`` that is all zero (a finished row's direction) costs no product.
-    Logits are class-major: softmax over a short leading axis ran 10x faster here than
-    over a last axis of length K.
+    Rows not ``needed`` (default: rows of ``theta`` that are all zero, such as a finished
+    row's direction) cost no product. Logits are class-major: softmax over a short leading
+    axis ran 10x faster here than over a last axis of length K.
     """
-    needed = theta.flatten(1).ne(0).any(dim=1).tolist()
+    if needed is None:
+        needed = theta.flatten(1).ne(0).any(dim=1).tolist()
     product = features.logits(stage_of, theta[..., :-1].to(features.x.dtype), needed)
-    return product.to(theta.dtype) + theta[..., -1:]
+    return product.to(theta.dtype).add_(theta[..., -1:])
 
 
 def _objective(
@@ -192,16 +195,26 @@ def _objective(
     if problems.binary:
         residual = residual[:, 1:]
     coef = theta[..., :-1]
-    l2 = problems.l2[:, None, None]
     product = features.gradient(problems.stage_of, residual.to(features.x.dtype), active)
-    grad = torch.cat([product.to(theta.dtype) + l2 * coef, residual.sum(dim=2, keepdim=True)], dim=-1)
-    value = loss + 0.5 * problems.l2 * coef.square().sum(dim=(1, 2))  # the intercept is not penalized
+    # In place, into one buffer: these passes over [R, K', d] cost as much as the products
+    # once a stage's rows share its product.
+    grad = torch.empty_like(theta)
+    grad[..., :-1].copy_(product).addcmul_(coef, problems.l2[:, None, None])
+    torch.sum(residual, dim=2, out=grad[..., -1])
+    value = loss + 0.5 * problems.l2 * torch.linalg.vector_norm(coef, dim=(1, 2)).square()  # intercept: no penalty
     return value, grad
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row inner products ``[R]`` of two ``[R, ...]`` tensors."""
-    return (a * b).flatten(1).sum(dim=1)
+    """Per-row inner products ``[R]`` of two contiguous ``[R, ...]`` tensors."""
+    import torch
+
+    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
+
+
+def _weight_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``_dot`` of the weights of two ``[R, K', d + 1]`` tensors (the intercepts left out)."""
+    return _dot(a, b) - (a[..., -1] * b[..., -1]).sum(dim=1)
 
 
 def _two_loop(
@@ -210,13 +223,13 @@ def _two_loop(
     """L-BFGS direction ``-H grad`` from the correction pairs; a pair with rho = 0 is skipped."""
     q = -grad.to(history[-1][0].dtype) if history else -grad
     alphas = []
-    for step, change, rho in reversed(history):
+    for step, change, rho in reversed(history):  # in place: 4x faster here than q - alpha * change
         alpha = rho * _dot(step, q)
-        q = q - alpha[:, None, None] * change
+        q.addcmul_(alpha[:, None, None], change, value=-1)
         alphas.append(alpha)
-    r = gamma.to(q.dtype)[:, None, None] * q
+    r = q.mul_(gamma.to(q.dtype)[:, None, None])
     for (step, change, rho), alpha in zip(history, reversed(alphas)):
-        r = r + (alpha - rho * _dot(change, r))[:, None, None] * step
+        r.addcmul_((alpha - rho * _dot(change, r))[:, None, None], step)
     return r.to(grad.dtype)
 
 
@@ -238,8 +251,8 @@ def _line_search(
     import torch
 
     weights = problems.sample_weights  # [R, n]
-    wd = _dot(theta[..., :-1], direction[..., :-1])
-    dd = _dot(direction[..., :-1], direction[..., :-1])
+    wd = _weight_dot(theta, direction)
+    dd = _weight_dot(direction, direction)
     full_dz = full_logits(dz, problems.binary)
     target_dz = ((problems.targets * full_dz).sum(dim=1) * weights).sum(dim=1)
     lo = torch.zeros_like(start)
@@ -288,7 +301,7 @@ def solve(
     out_iter = torch.zeros(n_rows, dtype=torch.int64, device=device)
 
     def small(grad: torch.Tensor) -> torch.Tensor:  # scipy's pgtol test, in scikit-learn's scale
-        return grad.abs().flatten(1).amax(dim=1) <= tol
+        return torch.linalg.vector_norm(grad.flatten(1), ord=float("inf"), dim=1) <= tol
 
     alive = torch.arange(n_rows, device=device)  # the original row of each batch row
     if start is None:
@@ -324,17 +337,18 @@ def solve(
         active_rows = active.tolist()
         first = n_iter == 0
         n_iter = n_iter + active
-        direction = _two_loop(grad, history, gamma) * active[:, None, None]
+        direction = _two_loop(grad, history, gamma).mul_(active[:, None, None])
         slope0 = _dot(grad, direction)
-        dz = logits(features, problems.stage_of, direction)
+        dz = logits(features, problems.stage_of, direction, active_rows)
         # No curvature yet: start where scipy does, at a step of unit length.
         step0 = torch.where(first, 1.0 / _dot(direction, direction).sqrt().clamp_min(1e-300), torch.ones_like(slope0))
         t = _line_search(z, dz, theta, direction, slope0, step0, problems)
-        step = t[:, None, None] * direction
-        theta, z = theta + step, z + t[:, None, None] * dz
+        step = direction.mul_(t[:, None, None])
+        theta, z = theta + step, z.addcmul_(t[:, None, None], dz)
         new_value, new_grad = _objective(features, problems, theta, z, active_rows)
-        new_value = torch.where(active, new_value, value)
-        new_grad = torch.where(active[:, None, None], new_grad, grad)
+        if not all(active_rows):
+            new_value = torch.where(active, new_value, value)
+            new_grad = torch.where(active[:, None, None], new_grad, grad)
         change = new_grad - grad
         sy, yy = _dot(step, change), _dot(change, change)
         good = active & (sy > float(np.finfo(np.float64).eps) * yy) & (sy > 0)
