@@ -7,7 +7,7 @@ through ``AuditSession``), so the numbers are the same for the same settings.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,6 +134,9 @@ def probe(
     n_bootstrap: int = 1000,
     probe_c: float = 1.0,
     probe_backend: str = "torch",
+    probe_c_grid: Sequence[float] | None = None,
+    probe_cv_folds: int = 5,
+    probe_device: str = "auto",
     batch_size: int = 16,
     device: str = "auto",
     dtype: str = "auto",
@@ -183,6 +186,9 @@ def probe(
             "n_bootstrap": n_bootstrap,
             "probe_c": probe_c,
             "probe_backend": probe_backend,
+            "probe_c_grid": None if probe_c_grid is None else ",".join(map(str, probe_c_grid)),
+            "probe_cv_folds": probe_cv_folds,
+            "probe_device": probe_device,
             "batch_size": batch_size,
             "device": device,
             "dtype": dtype,

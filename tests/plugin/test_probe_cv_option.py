@@ -4,6 +4,7 @@ says which C each stage's probe got, and the settings record says how probes wer
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,22 @@ def test_a_c_grid_reaches_the_probes_and_the_results_file_names_each_chosen_c(
     assert run["pixels"]["c"] in GRID
     probe = document["settings"]["probe"]
     assert (probe["c_grid"], probe["cv_folds"], probe["device_requested"]) == (list(GRID), 3, "cpu")
+
+
+def test_the_python_entry_point_takes_the_grid_and_reports_each_chosen_c(shared_cache: Path) -> None:
+    import pytest_medprobe as mp
+
+    report = mp.probe(
+        "medprobe-tiny",
+        dataset="synthetic-lesions",
+        max_samples=120,
+        n_bootstrap=50,
+        cache_dir=shared_cache,
+        probe_c_grid=GRID,
+        probe_cv_folds=3,
+        probe_device="cpu",
+    )
+    record = report.as_dict()
+    assert {stage["stage"]: stage["c"] in GRID for stage in record["stages"]} == {
+        stage["stage"]: True for stage in record["stages"]
+    }
