@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("extraction", "cache", "memory", "matrix", "probes", "dicom")  # probes: bench_probes.py, when present
+BENCHMARKS = ("extraction", "cache", "memory", "matrix", "probes", "cv_grid", "dicom")  # name: bench_<name>.py, when present
 
 
 def _cpu_model() -> str:
