@@ -60,7 +60,9 @@ class Problems:
 
     targets: torch.Tensor  # [K, n] float64 one-hot over the full softmax, shared by every row
     binary: bool  # two classes: one logit row, the other class fixed at 0
-    l2: torch.Tensor  # [R] float64: 1 / (C_r * n_r), scikit-learn's l2_reg_strength
+    # [R, G] float64: 1 / (C * n_r), scikit-learn's l2_reg_strength, for each C of the row's
+    # path (G = 1: one C). A row solves its C in turn, each from the last one's solution.
+    l2: torch.Tensor
     sample_weights: torch.Tensor  # [R, n] float64, each row summing to 1 (may be an expanded view)
     stage_of: tuple[int, ...]  # [R] the stage each row reads, non-decreasing
 
@@ -148,8 +150,9 @@ def _stage_groups(stage_of: Sequence[int]) -> list[tuple[int, int, int]]:
 
 @dataclass(frozen=True)
 class Solution:
-    """Every row's fit: ``theta [R, K', d + 1]`` (weights, then intercept), its logits on
-    the fit samples ``z [R, K', n]``, and ``converged``, ``n_iter`` ``[R]``."""
+    """Every row's fit at each C of its path: ``theta [R, G, K', d + 1]`` (weights, then
+    intercept), its logits on the fit samples ``z [R, G, K', n]``, and ``converged``,
+    ``n_iter`` ``[R, G]``."""
 
     theta: torch.Tensor
     z: torch.Tensor
@@ -180,9 +183,15 @@ def logits(
 
 
 def _objective(
-    features: Features, problems: Problems, theta: torch.Tensor, z: torch.Tensor, active: Sequence[bool]
+    features: Features,
+    problems: Problems,
+    l2: torch.Tensor,
+    theta: torch.Tensor,
+    z: torch.Tensor,
+    active: Sequence[bool],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objective ``[R]`` at ``theta: [R, K', d + 1]`` whose logits are ``z``, and its gradient.
+    """Objective ``[R]`` at ``theta: [R, K', d + 1]`` whose logits are ``z``, and its gradient,
+    under the penalties ``l2: [R]``.
 
     Rows that are not ``active`` may get any weight gradient (no product is spent on them).
     """
@@ -199,9 +208,9 @@ def _objective(
     # In place, into one buffer: these passes over [R, K', d] cost as much as the products
     # once a stage's rows share its product.
     grad = torch.empty_like(theta)
-    grad[..., :-1].copy_(product).addcmul_(coef, problems.l2[:, None, None])
+    grad[..., :-1].copy_(product).addcmul_(coef, l2[:, None, None])
     torch.sum(residual, dim=2, out=grad[..., -1])
-    value = loss + 0.5 * problems.l2 * torch.linalg.vector_norm(coef, dim=(1, 2)).square()  # intercept: no penalty
+    value = loss + 0.5 * l2 * torch.linalg.vector_norm(coef, dim=(1, 2)).square()  # intercept: no penalty
     return value, grad
 
 
@@ -241,6 +250,7 @@ def _line_search(
     slope0: torch.Tensor,
     start: torch.Tensor,
     problems: Problems,
+    l2: torch.Tensor,
 ) -> torch.Tensor:
     """Step lengths ``[R]`` that (nearly) minimize the objective along each row's direction.
 
@@ -262,9 +272,9 @@ def _line_search(
     for _ in range(LINE_SEARCH_STEPS):
         p = full_logits(z + t[:, None, None] * dz, problems.binary).softmax(dim=1)
         p_dz = (p * full_dz).sum(dim=1)  # [R, n]
-        slope = (p_dz * weights).sum(dim=1) - target_dz + problems.l2 * (wd + t * dd)
+        slope = (p_dz * weights).sum(dim=1) - target_dz + l2 * (wd + t * dd)
         spread = (p * full_dz.square()).sum(dim=1) - p_dz.square()
-        curvature = (spread * weights).sum(dim=1) + problems.l2 * dd
+        curvature = (spread * weights).sum(dim=1) + l2 * dd
         done = done | (slope.abs() <= LINE_SEARCH_RTOL * slope0.abs())
         if bool(done.all()):
             break
@@ -284,56 +294,81 @@ def solve(
     tol: float,
     start: torch.Tensor | None = None,
 ) -> Solution:
-    """Fit every row of ``problems``; ``start: [R, K', d + 1]`` is where rows begin (default 0).
+    """Fit every row of ``problems`` along its path of C; ``start: [R, K', d + 1]`` is where
+    rows begin (default 0). Returns each row's fit at each C: ``[R, G, ...]``.
 
-    The rows run in lockstep; a finished row costs no more products, and its state leaves
-    the batch once a share ``RETIRE_SHARE`` of the batch has finished.
+    A row that meets the stopping rule at one C goes on to the next from that solution, a
+    fresh L-BFGS (no correction pairs, iterations counted anew), as scikit-learn walks the
+    C of ``LogisticRegressionCV``: the logits are those of the last solution and the
+    gradient changes only by the penalty's share, so a switch costs no product. The rows
+    run in lockstep; a row done with its whole path costs no more products, and its state
+    leaves the batch once a share ``RETIRE_SHARE`` of the batch is done.
     """
     import torch
 
     x = features.x
-    n_rows, n_fit, width = len(problems.stage_of), x.shape[1], x.shape[2]
+    n_rows, n_steps = problems.l2.shape
+    n_fit, width = x.shape[1], x.shape[2]
     f64, device = torch.float64, x.device
-    shape = (n_rows, n_out, width + 1)
-    out_theta = torch.zeros(shape, dtype=f64, device=device)
-    out_z = torch.zeros((n_rows, n_out, n_fit), dtype=f64, device=device)
-    out_converged = torch.zeros(n_rows, dtype=torch.bool, device=device)
-    out_iter = torch.zeros(n_rows, dtype=torch.int64, device=device)
+    out_theta = torch.zeros((n_rows, n_steps, n_out, width + 1), dtype=f64, device=device)
+    out_z = torch.zeros((n_rows, n_steps, n_out, n_fit), dtype=f64, device=device)
+    out_converged = torch.zeros((n_rows, n_steps), dtype=torch.bool, device=device)
+    out_iter = torch.zeros((n_rows, n_steps), dtype=torch.int64, device=device)
 
     def small(grad: torch.Tensor) -> torch.Tensor:  # scipy's pgtol test, in scikit-learn's scale
         return torch.linalg.vector_norm(grad.flatten(1), ord=float("inf"), dim=1) <= tol
 
     alive = torch.arange(n_rows, device=device)  # the original row of each batch row
+    step_of = torch.zeros(n_rows, dtype=torch.int64, device=device)  # where each row is on its path
+    l2 = problems.l2[:, 0].clone()
     if start is None:
-        theta = torch.zeros(shape, dtype=f64, device=device)
+        theta = torch.zeros((n_rows, n_out, width + 1), dtype=f64, device=device)
         z = torch.zeros((n_rows, n_out, n_fit), dtype=f64, device=device)
     else:
         theta = start.to(device=device, dtype=f64).clone()
         z = logits(features, problems.stage_of, theta)
-    value, grad = _objective(features, problems, theta, z, [True] * n_rows)
+    value, grad = _objective(features, problems, l2, theta, z, [True] * n_rows)
     converged = small(grad)
+    done = torch.zeros(n_rows, dtype=torch.bool, device=device)  # the whole path solved
     n_iter = torch.zeros(n_rows, dtype=torch.int64, device=device)
     gamma = torch.ones(n_rows, dtype=f64, device=device)
     history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     while True:
-        finished = converged | (n_iter >= max_iter)
-        n_finished = int(finished.sum())
-        if n_finished and n_finished >= RETIRE_SHARE * len(alive):  # retire finished rows, not one by one
-            gone = alive[finished]
-            out_theta[gone], out_z[gone], out_converged[gone], out_iter[gone] = (
-                theta[finished],
-                z[finished],
-                converged[finished],
-                n_iter[finished],
+        solved = ~done & (converged | (n_iter >= max_iter))
+        if bool(solved.any()):  # record each solved C; a row with more C goes on to the next
+            rows = solved.nonzero().flatten()
+            where = (alive[rows], step_of[rows])
+            out_theta[where], out_z[where], out_converged[where], out_iter[where] = (
+                theta[rows],
+                z[rows],
+                converged[rows],
+                n_iter[rows],
             )
-            keep = (~finished).nonzero().flatten()
+            last = step_of == n_steps - 1
+            done = done | (solved & last)
+            moving = solved & ~last
+            if bool(moving.any()):
+                step_of = step_of + moving
+                new_l2 = torch.where(moving, problems.l2.gather(1, step_of[:, None].clamp_max(n_steps - 1))[:, 0], l2)
+                change = (new_l2 - l2)[:, None, None]
+                grad[..., :-1].addcmul_(change, theta[..., :-1])
+                value = value + 0.5 * (new_l2 - l2) * torch.linalg.vector_norm(theta[..., :-1], dim=(1, 2)).square()
+                l2 = new_l2
+                n_iter = torch.where(moving, 0, n_iter)
+                gamma = torch.where(moving, 1.0, gamma)
+                history = [(step, change_, rho.masked_fill(moving, 0.0)) for step, change_, rho in history]
+                converged = torch.where(moving, small(grad), converged)
+                continue  # a row may meet the rule at its next C at once
+        n_done = int(done.sum())
+        if n_done and n_done >= RETIRE_SHARE * len(alive):  # retire finished rows, not one by one
+            keep = (~done).nonzero().flatten()
             if keep.numel() == 0:
                 break
-            alive, problems = alive[keep], problems.rows(keep)
+            alive, problems, l2, step_of = alive[keep], problems.rows(keep), l2[keep], step_of[keep]
             theta, z, value, grad = theta[keep], z[keep], value[keep], grad[keep]
-            converged, n_iter, gamma, finished = converged[keep], n_iter[keep], gamma[keep], finished[keep]
+            converged, n_iter, gamma, done = converged[keep], n_iter[keep], gamma[keep], done[keep]
             history = [(step[keep], change[keep], rho[keep]) for step, change, rho in history]
-        active = ~finished
+        active = ~done
         active_rows = active.tolist()
         first = n_iter == 0
         n_iter = n_iter + active
@@ -342,10 +377,10 @@ def solve(
         dz = logits(features, problems.stage_of, direction, active_rows)
         # No curvature yet: start where scipy does, at a step of unit length.
         step0 = torch.where(first, 1.0 / _dot(direction, direction).sqrt().clamp_min(1e-300), torch.ones_like(slope0))
-        t = _line_search(z, dz, theta, direction, slope0, step0, problems)
+        t = _line_search(z, dz, theta, direction, slope0, step0, problems, l2)
         step = direction.mul_(t[:, None, None])
         theta, z = theta + step, z.addcmul_(t[:, None, None], dz)
-        new_value, new_grad = _objective(features, problems, theta, z, active_rows)
+        new_value, new_grad = _objective(features, problems, l2, theta, z, active_rows)
         if not all(active_rows):
             new_value = torch.where(active, new_value, value)
             new_grad = torch.where(active[:, None, None], new_grad, grad)

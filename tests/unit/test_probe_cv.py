@@ -106,18 +106,21 @@ def test_both_backends_cross_validate_alike(n_classes: int) -> None:
 
 
 def test_the_grid_is_one_batched_solve_of_every_stage_c_and_fold(monkeypatch: pytest.MonkeyPatch) -> None:
-    solves: list[tuple[int, int]] = []
+    """A row per stage x fold, each walking the whole grid; then one solve of the refits."""
+    solves: list[tuple[int, tuple[int, ...]]] = []
     real_solve = lbfgs.solve
 
     def counting(features: lbfgs.Features, problems: lbfgs.Problems, *args: object, **kwargs: object) -> object:
-        solves.append((features.x.shape[0], len(problems.stage_of)))
-        return real_solve(features, problems, *args, **kwargs)  # type: ignore[arg-type]
+        solves.append((features.x.shape[0], tuple(problems.l2.shape)))
+        solution = real_solve(features, problems, *args, **kwargs)  # type: ignore[arg-type]
+        assert solution.n_iter.shape == problems.l2.shape and bool(solution.converged.all())
+        return solution
 
     monkeypatch.setattr(torch_probes, "solve", counting)
     bank, fit_y, _ = _bank(4)
     same_width = {name: bank[name] for name in ("noise", "weak")}  # one batch of two stages
     fit_stages(same_width, fit_y, c_grid=GRID, cv_folds=4)
-    assert solves == [(2, 2 * len(GRID) * 4), (2, 2)]  # the grid x folds, then the refits
+    assert solves == [(2, (2 * 4, len(GRID))), (2, (2, 1))]
 
 
 def test_chunking_the_solve_for_memory_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
