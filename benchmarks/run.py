@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("extraction", "cache", "memory", "matrix", "probes", "cv_grid", "dicom")  # name: bench_<name>.py, when present
+# A name runs bench_<name>.py, when present.
+BENCHMARKS = ("extraction", "cache", "memory", "matrix", "probes", "cv_grid", "dicom")
 
 
 def _cpu_model() -> str:
