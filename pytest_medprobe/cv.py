@@ -21,9 +21,9 @@ TIE = 1e-12
 
 
 def fold_count(labels: np.ndarray, requested: int) -> int:
-    """The folds a fit split supports: ``requested``, or fewer when a class has fewer
-    samples than that (every fold must hold out at least one sample of every class...
-    where it can: each class is dealt over at most as many folds as it has samples)."""
+    """The folds a fit split supports: ``requested``, or as many as its rarest class has
+    samples, so that every fold holds out at least one sample of every class (a fold
+    without a class would score a different task)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
     smallest = int(counts[counts > 0].min())
     if smallest < 2:
