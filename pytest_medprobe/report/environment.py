@@ -49,6 +49,18 @@ def environment_record() -> dict[str, Any]:
     }
 
 
+def _probe_record(settings: MedprobeSettings) -> dict[str, Any]:
+    """How probes were fit; the cross-validation and device keys only where they were set, so
+    that the record of a run with the defaults reads as it always has."""
+    record: dict[str, Any] = {"backend": settings.probe_backend, "c": settings.probe_c}
+    if settings.probe_c_grid:
+        record.update(c_grid=list(settings.probe_c_grid), cv_folds=settings.probe_cv_folds)
+    if settings.probe_device != "auto":
+        record["device_requested"] = settings.probe_device
+    record["n_bootstrap"] = settings.n_bootstrap
+    return record
+
+
 def settings_record(settings: MedprobeSettings) -> dict[str, Any]:
     """Every resolved setting (command line > ini > default) that can change a number or a verdict."""
     return {
@@ -64,14 +76,7 @@ def settings_record(settings: MedprobeSettings) -> dict[str, Any]:
         "max_new_tokens": settings.max_new_tokens,
         "decision": settings.decision,
         "thresholds": settings.thresholds.as_dict(),
-        "probe": {
-            "backend": settings.probe_backend,
-            "c": settings.probe_c,
-            "c_grid": list(settings.probe_c_grid),
-            "cv_folds": settings.probe_cv_folds,
-            "device_requested": settings.probe_device,
-            "n_bootstrap": settings.n_bootstrap,
-        },
+        "probe": _probe_record(settings),
         "baseline": None if settings.baseline_path is None else str(settings.baseline_path),
         "label": settings.label,
         "tolerance": settings.tolerance,
