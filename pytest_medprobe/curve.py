@@ -112,6 +112,10 @@ class ProbeCurve:
     # Each probe's C when cross-validation chose it (metrics.md §2), probe stages and
     # pixels; empty when every probe used the one fixed C.
     chosen_c: Mapping[str, float] = field(default_factory=dict)
+    # Whitened probes (metrics.md §2, "Whitened probes"): the stages audit 2 compares ->
+    # score and [B] bootstrap scores of a probe on PCA-whitened features, same resamples.
+    whitened_scores: Mapping[str, float] = field(default_factory=dict)
+    whitened_bootstrap: Mapping[str, np.ndarray] = field(default_factory=dict)
     _keys: dict[str, StageKey] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +162,13 @@ class ProbeCurve:
         if strange:
             raise ValueError(f"chosen C for stages the curve does not have: {', '.join(strange)}")
         object.__setattr__(self, "chosen_c", {name: float(c) for name, c in self.chosen_c.items()})
+        whitened = set(self.whitened_scores)
+        if whitened != set(self.whitened_bootstrap) or whitened - set(self.stage_names):
+            raise ValueError("whitened scores and their bootstrap samples must be of the same probe stages")
+        object.__setattr__(self, "whitened_scores", {name: float(v) for name, v in self.whitened_scores.items()})
+        object.__setattr__(self, "whitened_bootstrap", {n: _frozen(v) for n, v in self.whitened_bootstrap.items()})
+        if any(v.shape != frozen[ANSWER].shape for v in self.whitened_bootstrap.values()):
+            raise ValueError("whitened bootstrap samples must share the curve's resamples")
         object.__setattr__(self, "_keys", keys)
 
     # -- looking stages up -------------------------------------------------------------
@@ -270,6 +281,16 @@ class ProbeCurve:
         low, high = percentile_interval(self.bootstrap[a] - self.bootstrap[b], point)
         return Difference(point, a, b, low, high)
 
+    def whitened_loss(self, a: str, b: str) -> Difference | None:
+        """``score(a) - score(b)`` of the whitened probes (metrics.md §2), paired as ``loss``;
+        None when the curve has no whitened probe at ``a`` or ``b``."""
+        a, b = self._name(a), self._name(b)
+        if a not in self.whitened_scores or b not in self.whitened_scores:
+            return None
+        point = self.whitened_scores[a] - self.whitened_scores[b]
+        low, high = percentile_interval(self.whitened_bootstrap[a] - self.whitened_bootstrap[b], point)
+        return Difference(point, a, b, low, high)
+
     def stage_score(self, stage: str) -> StageScore:
         low, high = self.interval(stage)
         return StageScore(self._name(stage), self.score(stage), low, high)
@@ -331,6 +352,10 @@ class ProbeCurve:
             record["control"] = control
             record["selectivity"] = self.selectivity(stage)
             record["control_above_chance"] = self.control_above_chance(stage)
+        name = self._name(stage)
+        if name in self.whitened_scores:
+            low, high = percentile_interval(self.whitened_bootstrap[name], self.whitened_scores[name])
+            record["whitened"] = {"score": self.whitened_scores[name], "low": low, "high": high}
         return record
 
     def __repr__(self) -> str:

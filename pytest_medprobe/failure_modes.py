@@ -200,6 +200,39 @@ def judge_segments(
     return combine_verdicts(mode.name, parts, mode.title)
 
 
+def _judge_connector(
+    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+) -> Verdict:
+    """Audit 2: per connector pair, the loss of the whitened probes (metrics.md §2, "Whitened
+    probes"), which a lossless widening cannot fake; the standardized probes' loss on a curve
+    built without them."""
+    parts = []
+    for a, b in mode.segments(curve):
+        whitened = curve.whitened_loss(a, b)
+        statistic = curve.loss(a, b) if whitened is None else whitened
+        if whitened is None:
+            observed = _transition(curve, a, b, mode.statistic_name) + _num(statistic)
+        else:
+            scores = curve.whitened_scores
+            observed = f"{a} {_num(scores[a])} → {b} {_num(scores[b])} (whitened probes), loss {_num(statistic)}"
+        parts.append(
+            make_verdict(
+                mode=mode.name,
+                title=mode.title,
+                statistic=statistic,
+                threshold=_threshold(mode, thresholds),
+                bound=mode.bound,
+                decision=decision,
+                segment=(a, b),
+                setting=mode.setting,
+                observed=observed,
+                what=mode.what(a, b) if callable(mode.what) else mode.what,
+                advice=mode.advice,
+            )
+        )
+    return combine_verdicts(mode.name, parts, mode.title)
+
+
 def _judge_vision(
     mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
 ) -> Verdict:
@@ -374,6 +407,7 @@ for _mode in (
         ),
         advice="Inspect the connector",
         segments=lambda curve: curve.connector_pairs,
+        judge=_judge_connector,
         tracked=(
             Tracked(
                 "connector_loss",

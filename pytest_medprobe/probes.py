@@ -14,7 +14,7 @@ imported inside the fitting functions, so importing this module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from pytest_medprobe import stages
 from pytest_medprobe.config import DTYPE, PROBE_BACKENDS, REFRESH
 from pytest_medprobe.curve import ProbeCurve
 from pytest_medprobe.errors import NonFiniteFeaturesError
+from pytest_medprobe.whitening import whiten
 
 
 @dataclass(frozen=True)
@@ -321,4 +322,15 @@ def build_probe_curve_with_predictions(
         control_scores=controls,
         chosen_c={name: fit.c for name, fit in fitted.items()} if settings.cross_validated else None,
     )  # fmt: skip
+    # Audit 2's stages again, on whitened features (metrics.md §2, "Whitened probes"): one
+    # more solve over a few stages, scored on the same resamples.
+    compared = list(dict.fromkeys(stage for pair in curve.connector_pairs for stage in pair))
+    whitened = fit_probes({name: whiten(*inputs[name]) for name in compared}, fit_y, settings)
+    curve = replace(
+        curve,
+        whitened_scores={name: balanced_accuracy(pred, test_y, n_classes) for name, (pred, _) in whitened.items()},
+        whitened_bootstrap={
+            name: bootstrap_balanced_accuracy(pred, test_y, counts, n_classes) for name, (pred, _) in whitened.items()
+        },
+    )
     return curve, predictions

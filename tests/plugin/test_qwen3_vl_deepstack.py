@@ -116,5 +116,7 @@ def test_the_audits_name_the_deepstack_merger_as_the_root_cause(
     assert fidelity["verdict"] == "fail", fidelity
     assert fidelity["stage"] == f"connector.{FAULTY_BLOCK}"
     assert fidelity["segment"] == [f"vision.{FAULTY_BLOCK}", f"connector.{FAULTY_BLOCK}"]
-    assert f"vision.{FAULTY_BLOCK} 1.000 → connector.{FAULTY_BLOCK} 0.500, loss 0.500" in str(fidelity["message"])
+    # Audit 2 reads whitened probes (metrics.md §2).
+    expected = f"vision.{FAULTY_BLOCK} 1.000 → connector.{FAULTY_BLOCK} 0.500 (whitened probes), loss 0.500"
+    assert expected in str(fidelity["message"])
     assert faulty["root_cause"] == "connector_fidelity"
