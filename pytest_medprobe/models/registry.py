@@ -86,6 +86,15 @@ def _fault_variant(fault: str) -> Callable[[Path], Path]:
     return materialize
 
 
+def _wide_variant(variant: str | None) -> Callable[[Path], Path]:
+    def materialize(directory: Path) -> Path:
+        from pytest_medprobe.zoo import export_wide
+
+        return export_wide(directory, variant)
+
+    return materialize
+
+
 def _builtin_models() -> dict[str, BuiltinModel]:
     from pytest_medprobe.zoo import REFERENCE_NAME
     from pytest_medprobe.zoo.faults import FAULTS
@@ -108,6 +117,16 @@ def _builtin_models() -> dict[str, BuiltinModel]:
         models[name] = BuiltinModel(
             name, f"{REFERENCE_NAME} with a planted fault: {description}", _fault_variant(fault)
         )
+    from pytest_medprobe.zoo.wide import WIDE_NAME, WIDE_VARIANTS
+
+    models[WIDE_NAME] = BuiltinModel(
+        WIDE_NAME,
+        f"{REFERENCE_NAME} with its decoder widened exactly to 256 (vision 64 → text 256)",
+        _wide_variant(None),
+    )
+    for variant, (_, description) in WIDE_VARIANTS.items():
+        name = f"{WIDE_NAME}:{variant}"
+        models[name] = BuiltinModel(name, f"{WIDE_NAME} with {description}", _wide_variant(variant))
     return models
 
 

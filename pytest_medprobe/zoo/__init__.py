@@ -1,5 +1,8 @@
 """The reference zoo: ``medprobe-tiny`` (a trained tiny LLaVA, shipped in the package) and its
-planted-fault variants, which prove that every audit catches its own failure mode.
+planted-fault variants, which prove that every audit catches its own failure mode; and
+``medprobe-tiny-wide`` (its decoder widened exactly to 256, ``zoo/wide.py``) with two planted
+connectors, which prove that a lossless widening connector passes audit 2 and a
+rank-limited one fails it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,15 @@ from pathlib import Path
 
 REFERENCE_NAME = "medprobe-tiny"
 SHIPPED_DIR = Path(__file__).resolve().parent / "medprobe-tiny"
+
+
+def export_wide(directory: Path, variant: str | None = None) -> Path:
+    """Write ``medprobe-tiny-wide`` (or one of its planted connectors) as a checkpoint directory."""
+    from pytest_medprobe.models.tiny_llava import save_checkpoint_atomically
+    from pytest_medprobe.zoo.wide import build_wide
+
+    model, processor = build_wide(variant)
+    return save_checkpoint_atomically(model, processor, Path(directory))
 
 
 def fault_names() -> tuple[str, ...]:

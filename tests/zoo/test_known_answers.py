@@ -1,8 +1,9 @@
 """Known answers: the reference model passes every audit; each planted fault fails its own.
 
-The matrix of metrics.md §3's localization rule: 5 models × 5 audits. A fault must fail
+The matrix of metrics.md §3's localization rule: 8 models × 5 audits. A fault must fail
 exactly its own failure-mode audit and pass the other three; health fails where the
-fault drags it under the bound (three of the four faults do, to 0).
+fault drags it under the bound (three of the four faults do, to 0). The wide model's
+connectors (test_wide_connector) check audit 2 on a widening: lossless passes, rank-limited fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from pytest_medprobe.config import resolve_settings
 from pytest_medprobe.session import AuditSession, Pair
 from pytest_medprobe.zoo import REFERENCE_NAME
+from pytest_medprobe.zoo.wide import WIDE_NAME
 
 MODES = ("visual_representation", "connector_fidelity", "llm_comprehension", "semantic_mapping")
 FAULT_MODE = {
@@ -33,6 +35,11 @@ EXPECTED_FAILURES = {
     f"{REFERENCE_NAME}:lossy-connector": {"connector_fidelity"},
     f"{REFERENCE_NAME}:forgetful-llm": {"llm_comprehension", "health"},
     f"{REFERENCE_NAME}:misaligned-head": {"semantic_mapping", "health"},
+    # The widening connectors (zoo/wide.py): a lossless one passes audit 2; its decoder was
+    # trained for another encoding, so the model holds the diagnosis and does not say it.
+    WIDE_NAME: set(),
+    f"{WIDE_NAME}:injective-connector": {"semantic_mapping", "health"},
+    f"{WIDE_NAME}:rank-limited-connector": {"connector_fidelity", "semantic_mapping"},
 }
 # Where each fault's failure message must point.
 EXPECTED_STAGE = {
@@ -75,6 +82,18 @@ def test_the_reference_model_is_healthy_by_a_clear_margin(zoo_session: AuditSess
     assert curve.score("vision") - curve.score("pixels") > 0.3
     assert result.health.health > thresholds.min_health + 0.2
     assert curve.score("answer") > 0.9
+
+
+def test_the_widening_connectors_are_judged_by_what_they_lose(zoo_session: AuditSession) -> None:
+    """The lossless widening passes audit 2 near 0; the rank-limited one fails it by a clear
+    margin and is named the root cause."""
+    lossless = zoo_session.result(Pair(f"{WIDE_NAME}:injective-connector", "synthetic-lesions")).verdicts
+    assert abs(lossless.connector_fidelity.statistic) < 0.01, lossless.connector_fidelity.message
+    assert "(whitened probes)" in lossless.connector_fidelity.message
+    assert lossless.root_cause == "semantic_mapping"
+    limited = zoo_session.result(Pair(f"{WIDE_NAME}:rank-limited-connector", "synthetic-lesions")).verdicts
+    assert limited.root_cause == "connector_fidelity"
+    assert limited.connector_fidelity.low > limited.connector_fidelity.threshold + 0.02, limited.connector_fidelity
 
 
 @pytest.mark.parametrize("fault", FAULT_MODE)
