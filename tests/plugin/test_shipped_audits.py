@@ -78,10 +78,13 @@ def test_report_and_results_file_carry_a_plot_per_audit_and_every_schema_field(
     assert stage_names[:5] == ["vision.0", "vision.1", "vision.2", "vision", "connector"]
     assert stage_names[-1] == "llm.3@answer" and "llm.3" in stage_names
     for stage in run["stages"]:
-        # Per-class recall, the control probe and selectivity (metrics.md §2).
-        assert set(stage) == {"stage", "score", "low", "high", "class_recall", "control", "selectivity"} | {
-            "control_above_chance"
-        }
+        # Per-class recall, the control probe and selectivity; audit 2's stages also their
+        # whitened probe (metrics.md §2).
+        whitened = {"whitened"} if stage["stage"] in ("vision", "connector") else set()
+        expected = {"stage", "score", "low", "high", "class_recall", "control", "selectivity", "control_above_chance"}
+        assert set(stage) == expected | whitened
+        if whitened:
+            assert 0.0 <= stage["whitened"]["low"] <= stage["whitened"]["score"] <= stage["whitened"]["high"] <= 1.0
         assert 0.0 <= stage["low"] <= stage["score"] <= stage["high"] <= 1.0
     assert set(run["answer"]) == {"score", "low", "high", "mode", "class_recall"}
     assert run["answer"]["mode"] == "letter-logits"
