@@ -89,7 +89,8 @@ def test_audit_2_passes_the_lossless_widening_and_fails_the_rank_limited_one_in_
 ) -> None:
     """Audit 2's probes (whitened, the default backend) on vision and connector, 20
     synthetic-lesions seeds of 500 fit and 500 test images: connector loss ≤
-    max_connector_loss (the point rule). Standardized probes passed 16 of 20 here (benchmarks/connector_protocols.py)."""
+    max_connector_loss (the point rule). Standardized probes passed 16 of 20 here
+    (benchmarks/connector_protocols.py)."""
     models, processor = wide_models
     models = {name: models[name] for name in (LOSSLESS, RANK_LIMITED)}
     limit, settings = Thresholds().max_connector_loss, ProbeSettings(controls=False)
