@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pytest_medprobe.thresholds import Thresholds
     from pytest_medprobe.verdict import Verdict, make_verdict
 
-__version__ = "0.1.0"
+from pytest_medprobe._version import __version__
 
 # name -> the module that defines it
 _PUBLIC = {

@@ -54,10 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_extract_parser(commands: Any) -> None:
-    from pytest_medprobe.config import CACHE, DATASET, MODEL
+    from pytest_medprobe.commands import ALL_PAIRS_FLAG, SHARD_FLAG
+    from pytest_medprobe.config import CACHE, DATASET, EXTRACT_SETTINGS, MODEL
     from pytest_medprobe.plan import PLAN_FLAG
-    from pytest_medprobe.ranks import ALL_PAIRS_FLAG
-    from pytest_medprobe.shards import EXTRACT_SETTINGS, SHARD_FLAG
 
     extract = commands.add_parser(
         "extract",
@@ -97,11 +96,13 @@ def _add_extract_parser(commands: Any) -> None:
 def _extract(arguments: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pytest_medprobe.config import resolve_settings
+    from pytest_medprobe.commands import ALL_PAIRS_FLAG, SHARD_FLAG
+    from pytest_medprobe.config import EXTRACT_SETTINGS, resolve_settings
     from pytest_medprobe.errors import MedprobeUsageError
-    from pytest_medprobe.ranks import ALL_PAIRS_FLAG, launcher_rank
-    from pytest_medprobe.session import AuditSession, check_sources
-    from pytest_medprobe.shards import EXTRACT_SETTINGS, SHARD_FLAG, Shard, rank_device
+    from pytest_medprobe.preflight import check_sources
+    from pytest_medprobe.ranks import launcher_rank
+    from pytest_medprobe.session import AuditSession
+    from pytest_medprobe.shards import Shard, rank_device
 
     try:
         cli = {setting.dest: getattr(arguments, setting.dest) for setting in EXTRACT_SETTINGS}

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from pytest_medprobe.extract import FeatureBank
     from pytest_medprobe.failure_modes import AuditVerdicts
     from pytest_medprobe.health import HealthScores
-    from pytest_medprobe.session import AuditSession, PairResult
+    from pytest_medprobe.pairs import PairResult
+    from pytest_medprobe.session import AuditSession
     from pytest_medprobe.subgroups import SubgroupReport
 
 __all__ = ["ProbeReport", "probe", "reference_checkpoint"]
@@ -170,7 +171,9 @@ def probe(
         print(report.curve, report.health.health, report.root_cause)
         assert report.verdicts.connector_fidelity.passed, report.verdicts.connector_fidelity.message
     """
-    from pytest_medprobe.session import AuditSession, Pair, check_sources
+    from pytest_medprobe.pairs import Pair
+    from pytest_medprobe.preflight import check_sources
+    from pytest_medprobe.session import AuditSession
 
     in_memory = not isinstance(model, (str, Path))
     if in_memory and processor is None:
@@ -218,7 +221,9 @@ def _probe_in_memory(
     model: Any, processor: Any, dataset: str | ProbeDataset, values: dict[str, object], thresholds: Thresholds | None
 ) -> ProbeReport:
     from pytest_medprobe.models.in_memory import adopt_model
-    from pytest_medprobe.session import AuditSession, Pair, check_datasets
+    from pytest_medprobe.pairs import Pair
+    from pytest_medprobe.preflight import check_datasets
+    from pytest_medprobe.session import AuditSession
 
     loaded = adopt_model(model, processor, str(values["model"][0]), bool(values["trust_remote_code"]))  # type: ignore[index]
     dtype = str(loaded.dtype).removeprefix("torch.")

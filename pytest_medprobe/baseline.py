@@ -23,40 +23,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_medprobe import __version__, stages
+from pytest_medprobe import stages
+from pytest_medprobe._version import __version__
 from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, Setting, setting_names
 from pytest_medprobe.curve import format_interval, percentile_interval
 from pytest_medprobe.errors import MedprobeUsageError
-from pytest_medprobe.failure_modes import FAILURE_MODES, RegressionStatistic, tracked_statistics
+from pytest_medprobe.failure_modes import RegressionStatistic, regression_statistics, statistic_names
 from pytest_medprobe.files import atomic_write_text
 from pytest_medprobe.thresholds import Decision
 from pytest_medprobe.verdict import Verdict, decide, escape, setting_ref, with_power
 
 if TYPE_CHECKING:
-    from pytest_medprobe.curve import ProbeCurve
-    from pytest_medprobe.session import PairResult
+    from pytest_medprobe.pairs import PairResult
 
 FORMAT_VERSION = 1
 SPLIT = "test"
 
 
-def statistic_names() -> tuple[str, ...]:
-    """Health, then every registered failure mode's tracked statistics (``FailureMode.tracked``)."""
-    return ("health", *(tracked.name for mode in FAILURE_MODES.values() for tracked in mode.tracked))
-
-
 # The shipped statistics, for the regression audit's parameters (fixed at collection).
 STATISTICS = statistic_names()
-
-
-def regression_statistics(
-    curve: ProbeCurve, health_samples: np.ndarray, health: float
-) -> dict[str, RegressionStatistic]:
-    """Health and the failure-mode statistics of docs/metrics.md §3, each with paired samples."""
-    health_statistic = RegressionStatistic(
-        "health", "health", "higher", (stages.VISION, stages.ANSWER), health, health_samples
-    )
-    return {statistic.name: statistic for statistic in [health_statistic, *tracked_statistics(curve)]}
 
 
 def default_release_line(model: str, model_fingerprint: str) -> str:

@@ -38,6 +38,7 @@ from pytest_medprobe.config import CACHE
 from pytest_medprobe.errors import CacheLockTimeout
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
 from pytest_medprobe.files import file_sha256, shared_modes
+from pytest_medprobe.locks import LOCK_TIMEOUT_S, acquire, is_held
 
 # Part of every cache key and of every manifest. 2: models and datasets identified by
 # content (SHA-256 of weights and images), dtype and device type as used; entries
@@ -45,7 +46,6 @@ from pytest_medprobe.files import file_sha256, shared_modes
 FORMAT_VERSION = 2
 FEATURES_FILE = "features.safetensors"
 MANIFEST_FILE = "manifest.json"
-LOCK_TIMEOUT_S = 3600.0  # a 7B extraction of a few thousand images can take this long
 
 
 STALE_STAGING_S = 60.0  # a temporary folder older than this, whose lock nobody holds, was abandoned
@@ -120,27 +120,25 @@ class FeatureCache:
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold the inter-process lock of one entry, so one process extracts it."""
-        from filelock import FileLock, Timeout
-
         if self._unwritable:  # nothing will be written, so nothing needs guarding
             yield
             return
         self._sweep_once()
         lock_path = self.entry_dir(key).with_suffix(".lock")
-        lock = FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S)
-        try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-        except Timeout:
+
+        def timeout() -> CacheLockTimeout:
             # No advice to delete the lock file: flock locks belong to live processes (the OS
             # frees them when the holder exits, even on SIGKILL), so deleting a held one only
             # lets a third run extract beside the holder.
-            raise CacheLockTimeout(
+            return CacheLockTimeout(
                 f"feature cache entry {key[:12]} is locked: waited {LOCK_TIMEOUT_S:g} s, the limit, for "
                 f"{lock_path}. Another pytest-medprobe run, still alive, is extracting these features "
                 "(a lock left by a run that crashed or was killed never blocks). Wait for that run to "
                 f"finish and rerun, stop it, or give this run its own cache with {CACHE.flag}."
-            ) from None
+            )
+
+        try:
+            lock = acquire(lock_path, LOCK_TIMEOUT_S, timeout)
         except OSError as exc:  # a read-only cache, or a lock file of another user
             self._cannot_write(exc)
             yield
@@ -222,22 +220,13 @@ def _abandoned(staging: Path) -> bool:
     A staging folder is named ``.<entry name[:12]>.<random>`` beside its entry, whose writer
     holds ``<entry name>.lock`` in the same folder while writing.
     """
-    from filelock import FileLock, Timeout
-
     try:
         if time.time() - staging.stat().st_mtime < STALE_STAGING_S:
             return False
     except OSError:
         return False
     prefix = staging.name[1:].split(".", 1)[0]
-    for lock_path in staging.parent.glob(f"{prefix}*.lock"):
-        lock = FileLock(str(lock_path), timeout=0)
-        try:
-            lock.acquire()
-        except (Timeout, OSError):
-            return False
-        lock.release()
-    return True
+    return not any(is_held(lock_path) for lock_path in staging.parent.glob(f"{prefix}*.lock"))
 
 
 def _remove_staging(folder: Path, entry_name: str) -> None:

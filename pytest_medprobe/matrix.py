@@ -20,18 +20,18 @@ model and the batch size; the next model runs either way.
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_medprobe.config import BATCH_SIZE, DEVICE, DTYPE
 from pytest_medprobe.errors import ExtractionError, MedprobeError
+from pytest_medprobe.pairs import Pair
+from pytest_medprobe.resources import free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
-    from pytest_medprobe.session import AuditSession, Pair
+    from pytest_medprobe.extraction_run import ExtractionRun
 
 # Test-only failure injection, documented in the README (Development): a model named
 # here raises torch.OutOfMemoryError at its first forward pass, as a GPU that is too
@@ -40,71 +40,7 @@ if TYPE_CHECKING:
 INJECT_OOM_ENV = "MEDPROBE_TEST_INJECT_OOM"
 
 
-def free_memory() -> None:
-    """Return what released tensors held: collect cycles, empty the CUDA allocator's cache, trim the C heap."""
-    gc.collect()
-    torch = sys.modules.get("torch")  # never import torch just to free memory
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-    _trim_c_heap()
-
-
-def _glibc() -> Any:
-    """The C library when it is glibc (it has ``malloc_trim`` and ``mallopt``), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018 - musl and other C libraries lack them
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def _trim_c_heap() -> None:
-    """Give the free pages of glibc's arenas (small blocks: Python objects, metadata) back to the
-    system; large blocks are mapped directly (``map_large_blocks_directly``). Off glibc: nothing."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-# glibc's mallopt parameter, and the environment variable through which a user sets it instead.
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept fixed
-
-
-def map_large_blocks_directly() -> None:
-    """Make every CPU block of 128 KiB or more its own mapping, returned to the system when freed.
-
-    glibc starts by mapping such blocks directly, but raises the threshold each time one is
-    freed (up to 32 MiB), so a released model's weight tensors leave holes in its arenas
-    that the next model's tensors fill only in part: a matrix's peak then grows by 50-90
-    MiB after the first model (``malloc_trim`` does not undo it). A fixed threshold keeps
-    weights and activations out of the arenas (benchmarks/bench_matrix.py: 4 models / 1
-    went from 1.08 to 1.003, and the one-model peak dropped by 6%). Called before a model
-    loads; does nothing off glibc, or when the user set ``MALLOC_MMAP_THRESHOLD_`` themselves.
-    """
-    libc = None if MMAP_THRESHOLD_ENV in os.environ else _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation failure (CUDA's OutOfMemoryError, or the CPU allocator's)."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(error, torch.OutOfMemoryError):
-        return True
-    return isinstance(error, (RuntimeError, MemoryError)) and (
-        isinstance(error, MemoryError) or "can't allocate memory" in str(error) or "out of memory" in str(error)
-    )
-
-
-def out_of_memory_message(session: AuditSession, pair: Pair, error: BaseException) -> str:
+def out_of_memory_message(session: ExtractionRun, pair: Pair, error: BaseException) -> str:
     batch_size = session.settings.batch_size
     smaller = max(1, batch_size // 2)
     return (
@@ -115,7 +51,7 @@ def out_of_memory_message(session: AuditSession, pair: Pair, error: BaseExceptio
     )
 
 
-def _inject_oom(session: AuditSession, model: str) -> object | None:
+def _inject_oom(session: ExtractionRun, model: str) -> object | None:
     """The handle of the injected failure (see ``INJECT_OOM_ENV``), or None when not asked for."""
     if os.environ.get(INJECT_OOM_ENV) != model:
         return None
@@ -127,13 +63,11 @@ def _inject_oom(session: AuditSession, model: str) -> object | None:
     return session.model(model).model.register_forward_pre_hook(fail)
 
 
-def extract_model_pairs(session: AuditSession, model: str, pairs: Sequence[Pair]) -> None:
+def extract_model_pairs(session: ExtractionRun, model: str, pairs: Sequence[Pair]) -> None:
     """Give every pair of ``model`` in ``pairs`` its features, or its error, with one load of the model.
 
     Results go to the session (``session.features`` then returns them without work).
     """
-    from pytest_medprobe.session import Pair
-
     progress = session.matrix_progress
     pending: list[tuple[Pair, str]] = []
     for pair in pairs:
@@ -174,7 +108,7 @@ def extract_model_pairs(session: AuditSession, model: str, pairs: Sequence[Pair]
         progress.model_released(model, time.perf_counter() - started)
 
 
-def _without_orphans(session: AuditSession, pending: list[tuple[Pair, str]]) -> list[tuple[Pair, str]]:
+def _without_orphans(session: ExtractionRun, pending: list[tuple[Pair, str]]) -> list[tuple[Pair, str]]:
     """The pending pairs this process should extract: not those an ``extract --all-pairs`` rank left behind.
 
     A pair a live rank claimed is waited for (its entry is then usually there); a pair
@@ -197,12 +131,12 @@ def _without_orphans(session: AuditSession, pending: list[tuple[Pair, str]]) -> 
     return kept
 
 
-def _extract_one(session: AuditSession, pair: Pair, key: str) -> None:
+def _extract_one(session: ExtractionRun, pair: Pair, key: str) -> None:
     from pytest_medprobe.ranks import settle_claim
 
     progress = session.matrix_progress
     try:
-        with session.cache.lock(key):
+        with session.store.lock(key):
             if session.features_of(pair, key) is not None:  # another process wrote it meanwhile
                 progress.pair_done(pair, "cached (written by another process)")
                 return

@@ -18,7 +18,8 @@ from pytest_medprobe.config import BATCH_SIZE
 from pytest_medprobe.errors import MedprobeError
 
 if TYPE_CHECKING:
-    from pytest_medprobe.session import AuditSession, Pair
+    from pytest_medprobe.pairs import Pair
+    from pytest_medprobe.session import AuditSession
 
 PLAN_FLAG = "--medprobe-plan"
 
@@ -144,7 +145,6 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
 def make_plan(session: AuditSession) -> MatrixPlan:
     """The plan of ``session``'s matrix, from files only."""
     from pytest_medprobe.ranks import orphaned_claim
-    from pytest_medprobe.shards import shards_dir
 
     settings = session.settings
     duplicates = session.duplicates
@@ -178,7 +178,7 @@ def make_plan(session: AuditSession) -> MatrixPlan:
             continue
         if session.is_cached(key):
             pairs.append(PairPlan(pair, CACHED, 0))
-        elif not settings.refresh and any(shards_dir(session, key).glob("*-of-*")):
+        elif not settings.refresh and any(session.store.shards_dir(key).glob("*-of-*")):
             pairs.append(PairPlan(pair, SHARDS, 0))
         else:
             passes = forward_passes(session, pair)

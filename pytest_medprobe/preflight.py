@@ -1,4 +1,4 @@
-"""Checks of the files a run will write or compare with, made before anything loads.
+"""Checks made before anything loads: the models and datasets named, the files a run will write.
 
 An output path that cannot be written (a folder, a place under a file, a read-only
 folder) or a baseline file that cannot be used would otherwise surface as a traceback
@@ -49,3 +49,35 @@ def check_outputs(settings: MedprobeSettings, invocation_dir: Path) -> None:
         read_baseline(settings.save_baseline_path, SAVE_BASELINE)  # it is updated, so it must be sound
     if settings.baseline_path is not None:
         read_baseline(settings.baseline_path, BASELINE)
+
+
+def check_datasets(settings: MedprobeSettings) -> MedprobeSettings:
+    """Check every ``--dataset`` before anything loads (``MedprobeUsageError``); returns the
+    settings with each multi-label dataset expanded into one task per ``--medprobe-finding``."""
+    from dataclasses import replace
+
+    from pytest_medprobe.config import SUBGROUP
+    from pytest_medprobe.data import check_dataset_spec, dataset_options, expand_findings, has_columns
+    from pytest_medprobe.errors import MedprobeUsageError
+
+    options = dataset_options(settings)
+    datasets = expand_findings(settings.datasets, settings.findings, settings.data_root, options)
+    for dataset in datasets:
+        check_dataset_spec(dataset, settings.data_root, medmnist_url=settings.medmnist_url, options=options)
+    if settings.subgroups and not any(map(has_columns, datasets)):
+        raise MedprobeUsageError(
+            f"{SUBGROUP.flag}={', '.join(settings.subgroups)}: subgroups are columns of a csv: or hf: dataset, and "
+            f"none of the datasets ({', '.join(datasets)}) has columns."
+        )
+    return replace(settings, datasets=datasets)
+
+
+def check_sources(settings: MedprobeSettings) -> MedprobeSettings:
+    """Check every ``--model`` and ``--dataset`` before anything loads (``MedprobeUsageError``);
+    returns the settings with the run's dataset tasks (``check_datasets``)."""
+    from pytest_medprobe.models.registry import check_distinct_names, check_model_spec
+
+    for model in settings.models:
+        check_model_spec(model, settings.trust_remote_code, offline=settings.offline)
+    check_distinct_names(settings.models)
+    return check_datasets(settings)

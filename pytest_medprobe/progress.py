@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_medprobe.session import Pair
+    from pytest_medprobe.pairs import Pair
 
 
 class MatrixProgress:

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe.config import CACHE, DATASET, MODEL, MedprobeSettings
+from pytest_medprobe.commands import ALL_PAIRS_FLAG, all_pairs_command
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
 from pytest_medprobe.files import atomic_write_text
+from pytest_medprobe.locks import LOCK_TIMEOUT_S, acquire, held, is_held
 
 if TYPE_CHECKING:
-    from pytest_medprobe.session import AuditSession, Pair
+    from pytest_medprobe.extraction_run import ExtractionRun
+    from pytest_medprobe.pairs import Pair
 
-ALL_PAIRS_FLAG = "--all-pairs"
 CLAIMS_DIR = "claims"
 
 
@@ -72,7 +72,7 @@ def assign_models(sizes: Sequence[tuple[str, int]], world: int) -> list[list[str
     return [sorted(models, key=position.__getitem__) for models in ranks]
 
 
-def weight_bytes(session: AuditSession, model: str) -> int:
+def weight_bytes(session: ExtractionRun, model: str) -> int:
     """Size of the model's weight files on disk (0 when it cannot be resolved: it errors wherever it runs)."""
     from pytest_medprobe.models.registry import WEIGHT_SUFFIXES
 
@@ -82,11 +82,11 @@ def weight_bytes(session: AuditSession, model: str) -> int:
     return sum(p.stat().st_size for p in source.directory.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 
-def _claims_dir(session: AuditSession) -> Path:
+def _claims_dir(session: ExtractionRun) -> Path:
     return session.settings.cache_dir / CLAIMS_DIR
 
 
-def _claim_path(session: AuditSession, key: str) -> Path:
+def _claim_path(session: ExtractionRun, key: str) -> Path:
     return _claims_dir(session) / f"{key}.json"
 
 
@@ -102,28 +102,13 @@ def _ours(claim: Mapping[str, Any]) -> bool:
     return claim.get("pid") == os.getpid() and claim.get("host") == socket.gethostname()
 
 
-def _held_by_live_process(lock_path: Path) -> bool:
-    from filelock import FileLock, Timeout
-
-    if not lock_path.exists():
-        return False
-    try:
-        with FileLock(str(lock_path), timeout=0):
-            return False
-    except Timeout:
-        return True
-
-
 @contextmanager
-def rank_claims(session: AuditSession, pairs: Sequence[Pair], rank: int, world: int) -> Iterator[None]:
+def rank_claims(session: ExtractionRun, pairs: Sequence[Pair], rank: int, world: int) -> Iterator[None]:
     """Claim ``pairs`` for this rank while it runs; claims of pairs written are removed, others stay."""
-    from filelock import FileLock
-
     folder = _claims_dir(session)
-    folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / f"{socket.gethostname()}-{os.getpid()}.lock"
-    lock = FileLock(str(lock_path))
-    lock.acquire()
+    # Held until this rank exits; its own pid in the name, so nobody else ever waits on it.
+    lock = acquire(lock_path, -1, lambda: AssertionError("a lock that waits forever never times out"))
     keys = {pair: session.features_key(pair) for pair in pairs}
     try:
         for pair, key in keys.items():
@@ -139,7 +124,7 @@ def rank_claims(session: AuditSession, pairs: Sequence[Pair], rank: int, world: 
         lock_path.unlink(missing_ok=True)
 
 
-def settle_claim(session: AuditSession, key: str) -> None:
+def settle_claim(session: ExtractionRun, key: str) -> None:
     """The pair of ``key`` is written: whoever wrote it, a claim on it is void."""
     try:
         _claim_path(session, key).unlink(missing_ok=True)
@@ -147,24 +132,28 @@ def settle_claim(session: AuditSession, key: str) -> None:
         pass
 
 
-def wait_for_live_claim(session: AuditSession, key: str) -> None:
+def wait_for_live_claim(session: ExtractionRun, key: str) -> None:
     """If a live rank claimed ``key``, wait until that rank exits (its entry is then written, or orphaned)."""
-    from filelock import FileLock
-
-    from pytest_medprobe.cache import LOCK_TIMEOUT_S
-
     claim = _read_claim(_claim_path(session, key))
-    if claim is None or _ours(claim) or not _held_by_live_process(Path(claim["lock"])):
+    if claim is None or _ours(claim) or not is_held(Path(claim["lock"])):
         return
-    with FileLock(claim["lock"], timeout=LOCK_TIMEOUT_S):
+    with held(Path(claim["lock"]), LOCK_TIMEOUT_S, lambda: _claim_timeout(claim)):
         pass
 
 
-def orphaned_claim(session: AuditSession, key: str) -> str | None:
+def _claim_timeout(claim: Mapping[str, Any]) -> MedprobeError:
+    return MedprobeError(
+        f"waited {LOCK_TIMEOUT_S:g} s, the limit, for rank {claim.get('rank')} of `extract {ALL_PAIRS_FLAG}` "
+        f"(host {claim.get('host')}, pid {claim.get('pid')}) to write its pairs; it is still running. "
+        "Wait for it to finish and rerun, or stop it."
+    )
+
+
+def orphaned_claim(session: ExtractionRun, key: str) -> str | None:
     """Why a pair is missing when a rank claimed it and died (None when it is not such a pair)."""
     path = _claim_path(session, key)
     claim = _read_claim(path) if path.is_file() else None
-    if claim is None or _ours(claim) or _held_by_live_process(Path(claim["lock"])):
+    if claim is None or _ours(claim) or is_held(Path(claim["lock"])):
         return None
     return (
         f"claimed by rank {claim.get('rank')} of {claim.get('world_size')} of `extract {ALL_PAIRS_FLAG}` "
@@ -172,7 +161,7 @@ def orphaned_claim(session: AuditSession, key: str) -> str | None:
     )
 
 
-def orphaned_pairs_error(session: AuditSession) -> OrphanedPairs:
+def orphaned_pairs_error(session: ExtractionRun) -> OrphanedPairs:
     """The error of every pair of the session whose rank died: which pairs, and the command that extracts them."""
     missing = []
     for pair in session.pairs:
@@ -195,22 +184,3 @@ def orphaned_pairs_error(session: AuditSession) -> OrphanedPairs:
         f"  {all_pairs_command(session.settings, models, datasets)}\n"
         f"or delete {_claims_dir(session)} to let this run extract {them} itself."
     )
-
-
-def all_pairs_command(settings: MedprobeSettings, models: Sequence[str], datasets: Sequence[str]) -> str:
-    """The ``python -m pytest_medprobe extract --all-pairs`` command for ``models`` × ``datasets``."""
-    from pytest_medprobe.shards import EXTRACT_SETTINGS
-
-    words = ["python", "-m", "pytest_medprobe", "extract", ALL_PAIRS_FLAG]
-    words += [f"{MODEL.flag}={model}" for model in models]
-    words += [f"{DATASET.flag}={dataset}" for dataset in datasets]
-    for setting in EXTRACT_SETTINGS:
-        if setting in (MODEL, DATASET):
-            continue
-        value = getattr(settings, setting.dest, None)
-        if setting.is_switch:
-            if value:
-                words.append(setting.flag)
-        elif setting is CACHE or (value is not None and str(value) != str(setting.default)):
-            words.append(f"{setting.flag}={value}")
-    return shlex.join(words)

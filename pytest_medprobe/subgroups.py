@@ -10,7 +10,7 @@ for want of training data; the question here is the first one.
 Intervals are paired: the test split is resampled *within* each subgroup value (a
 stratified bootstrap, seed-fixed), and the overall numbers are recomputed on the union of
 the same resamples, so that "subgroup minus overall" has the tight interval of a paired
-difference. Statistics are those of the regression audits (``baseline.statistic_names()``):
+difference. Statistics are those of the regression audits (``failure_modes.statistic_names()``):
 health and every failure-mode statistic. The gap of a statistic is how much *worse* the
 subgroup is than the overall (positive = worse). A gap is judged unless it is too
 uncertain to say: its interval is wider than ``max_subgroup_gap`` and straddles it. Such
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from pytest_medprobe.baseline import RegressionStatistic, regression_statistics, statistic_names
 from pytest_medprobe.config import SUBGROUP
 from pytest_medprobe.curve import ProbeCurve, format_interval, percentile_interval
+from pytest_medprobe.failure_modes import RegressionStatistic, regression_statistics, statistic_names
 from pytest_medprobe.health import HealthScores, compute_health, health_samples
 from pytest_medprobe.probes import curve_from_predictions
 from pytest_medprobe.stages import ANSWER, VISION
@@ -42,7 +42,7 @@ TITLE = "subgroup gap"
 class SubgroupGap:
     """How much worse one subgroup is than the overall on one statistic, with its paired interval."""
 
-    statistic: str  # one of baseline.statistic_names()
+    statistic: str  # one of failure_modes.statistic_names()
     title: str
     overall: float
     subgroup: float

@@ -71,7 +71,7 @@ from pytest_medprobe.config.declarations import (
 )
 from pytest_medprobe.config.resolve import MedprobeSettings, pick, resolve_settings
 from pytest_medprobe.config.setting import AUDIT, EXTRACTION, FEATURES, Scope, Setting, setting_names
-from pytest_medprobe.thresholds import Decision, Thresholds
+from pytest_medprobe.thresholds import DECISIONS, Decision, Thresholds
 
 __all__ = [
     "ANSWER_MODE",
@@ -86,6 +86,7 @@ __all__ = [
     "DATASET",
     "DATA_ROOT",
     "DECISION",
+    "DECISIONS",
     "DEFAULT_CACHE_DIR",
     "DEFAULT_DATASET",
     "DEFAULT_MODEL",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pytest_medprobe.data.base import to_rgb_uint8
-from pytest_medprobe.data.images import DecodedImage
+from pytest_medprobe.data.decoded import DecodedImage
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 
 if TYPE_CHECKING:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pytest_medprobe.data.base import to_rgb_uint8
+from pytest_medprobe.data.decoded import DecodedImage
 from pytest_medprobe.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -88,15 +88,6 @@ def _read_pil(source: Path | io.BytesIO, where: str) -> np.ndarray:
             return pil_to_array(image, where)
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{where}: cannot read the image ({exc}). Replace or remove the file.") from None
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """One decoded image, and the frame taken when the file held several (``frames`` > 1)."""
-
-    pixels: np.ndarray  # [H, W, 3] uint8
-    frames: int = 1
-    frame: int = 0
 
 
 def decode_image(path: Path) -> DecodedImage:

@@ -19,7 +19,7 @@ from pytest_medprobe.report.json_results import answer_mode_record
 
 if TYPE_CHECKING:
     from pytest_medprobe.failure_modes import Verdict
-    from pytest_medprobe.session import PairResult
+    from pytest_medprobe.pairs import PairResult
     from pytest_medprobe.subgroups import SubgroupReport
 
 
@@ -242,7 +242,7 @@ class HtmlReportHooks:
         report = yield
         if report.when != "call":
             return report
-        from pytest_medprobe.plugin import PAIR_FIXTURE, SESSION_KEY, VERDICT_KEY
+        from pytest_medprobe.stash import PAIR_FIXTURE, SESSION_KEY, VERDICT_KEY
 
         callspec = getattr(item, "callspec", None)
         pair = callspec.params.get(PAIR_FIXTURE) if callspec is not None else None
@@ -265,7 +265,7 @@ class HtmlReportHooks:
 
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         """A skipped audit's log says why it skipped, not pytest's raw (path, line, reason) tuple."""
-        from pytest_medprobe.plugin import MARKER
+        from pytest_medprobe.stash import MARKER
 
         longrepr = report.longrepr  # a tuple; a list once it has crossed from an xdist worker
         if report.skipped and MARKER in report.keywords and isinstance(longrepr, (tuple, list)) and len(longrepr) == 3:
@@ -275,7 +275,7 @@ class HtmlReportHooks:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
-        from pytest_medprobe.plugin import PAIR_ERRORS_KEY, SESSION_KEY
+        from pytest_medprobe.stash import PAIR_ERRORS_KEY, SESSION_KEY
 
         audit = self.config.stash[SESSION_KEY]
         errors = [(p.model, p.dataset, message) for p, message in self.config.stash[PAIR_ERRORS_KEY].items()]
@@ -288,8 +288,8 @@ class HtmlReportHooks:
     def _add_environment_rows(self) -> None:
         """The run's record (versions, settings, fingerprints, device and dtype) in pytest-html's
         environment table, which it reads from pytest-metadata when it writes the page."""
-        from pytest_medprobe.plugin import CONTEXT_KEY, OUTPUTS_KEY
         from pytest_medprobe.report.environment import environment_rows
+        from pytest_medprobe.stash import CONTEXT_KEY, OUTPUTS_KEY
 
         context = self.config.stash.get(CONTEXT_KEY, None)
         outputs = self.config.stash.get(OUTPUTS_KEY, None)

@@ -1,21 +1,15 @@
-"""The results file (``--medprobe-json``): the schema of docs/architecture.md, one document per run."""
+"""One pair's record in the results file (the schema of docs/architecture.md); ``writing`` writes the file."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_medprobe import __version__
 from pytest_medprobe.config import flag_names
-from pytest_medprobe.files import atomic_write_text
 from pytest_medprobe.verdict import SettingNamer
 
 if TYPE_CHECKING:
     from pytest_medprobe.baseline import BaselineComparison
-    from pytest_medprobe.report.outputs import RunOutputs
-    from pytest_medprobe.session import PairResult
+    from pytest_medprobe.pairs import PairResult
 
 
 def _score(curve: Any, stage: str) -> dict[str, Any]:
@@ -100,27 +94,3 @@ def run_record(
             "regressions": [comparison.verdict(name).as_dict(names) for name in statistic_names()],
         }
     return record
-
-
-def results_document(outputs: RunOutputs, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The document; ``context`` (``environment.run_context``) adds the environment, the
-    resolved settings and the command line."""
-    runs: list[dict[str, Any]] = [pair.record for pair in outputs.pairs]
-    for model, dataset, message in outputs.errors:
-        runs.append({"model": {"name": model}, "dataset": {"name": dataset}, "error": message})
-    from pytest_medprobe.report.matrix_table import matrix_document, matrix_rows
-
-    rows = matrix_rows([pair.record for pair in outputs.pairs], outputs.errors)
-    return {
-        "medprobe_version": __version__,
-        **(context or {}),
-        "runs": runs,
-        "audits": [{"nodeid": nodeid, "outcome": outcome} for nodeid, outcome in outputs.outcomes.items()],
-        "matrix": matrix_document(rows, outputs.duplicates),
-    }
-
-
-def write_results(path: Path, outputs: RunOutputs, context: Mapping[str, Any] | None = None) -> None:
-    """Write the results file atomically (a reader never sees half a document)."""
-    document = results_document(outputs, context)
-    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

@@ -4,7 +4,7 @@ Under pytest-xdist each worker computes the pairs its own tests need (a pair's t
 land on several workers; the cache's lock lets one of them extract and the others read).
 So that the results file, the baseline and the terminal summary cover every pair once,
 workers hand their ``RunOutputs`` to the controller (``to_json``), which merges them
-(``merge``) and alone writes the files (``write_files``). A serial run is the case of one
+(``merge``) and alone writes the files (``report.writing.write_files``). A serial run is the case of one
 part. The result of a pair computed by two workers is the same in both (same features,
 same seeds); only its provenance differs, and the merge adds the forward passes up.
 """
@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_medprobe.config import MedprobeSettings
-    from pytest_medprobe.session import AuditSession, Pair
+    from pytest_medprobe.pairs import Pair
+    from pytest_medprobe.session import AuditSession
 
 
 @dataclass
@@ -133,32 +132,3 @@ def merge(parts: Sequence[RunOutputs], pair_order: Sequence[Pair], node_order: S
         dict(sorted_outcomes),
         duplicates,
     )
-
-
-def write_files(
-    outputs: RunOutputs,
-    settings: MedprobeSettings,
-    invocation_dir: Path,
-    context: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """Write ``--medprobe-save-baseline``, ``--medprobe-json`` (with ``context``, the run's
-    environment, settings and command line) and ``--medprobe-csv``; returns lines for the terminal."""
-    lines = []
-    entries = outputs.baseline_entries
-    if settings.save_baseline_path is not None and entries:
-        from pytest_medprobe.baseline import update_baseline
-
-        update_baseline(settings.save_baseline_path, entries)
-        lines.append(f"medprobe: saved {len(entries)} baseline entries to {settings.save_baseline_path}")
-    if settings.json_path is not None:
-        from pytest_medprobe.report.json_results import write_results
-
-        path = settings.json_path if settings.json_path.is_absolute() else invocation_dir / settings.json_path
-        write_results(path, outputs, context)
-    if settings.csv_path is not None:
-        from pytest_medprobe.report.matrix_table import matrix_rows, write_csv
-
-        path = settings.csv_path if settings.csv_path.is_absolute() else invocation_dir / settings.csv_path
-        write_csv(path, matrix_rows([pair.record for pair in outputs.pairs], outputs.errors))
-        lines.append(f"medprobe: wrote the models × datasets table to {path}")
-    return lines

@@ -27,10 +27,11 @@ import numpy as np
 import pytest
 
 from pytest_medprobe.cache import FeatureCache
+from pytest_medprobe.commands import SHARD_FLAG
 from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, JSON, MAX_SAMPLES, SAVE_BASELINE, resolve_settings
 from pytest_medprobe.extract import FeatureBank
 from pytest_medprobe.session import AuditSession, Pair
-from pytest_medprobe.shards import SHARD_FLAG, IncompleteShards, Shard, extract_shard, shards_dir
+from pytest_medprobe.shards import IncompleteShards, Shard, extract_shard
 from tests.results import ON_THE_CPU, without_invocation
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
@@ -172,7 +173,7 @@ def test_two_shard_processes_write_the_arrays_of_one_process_and_the_audits_then
     outputs = "\n".join(output for _, output in finished)
     assert "fit rows 0-18 of 40" in outputs and "fit rows 18-40 of 40" in outputs  # whole batches of 6
     assert f"merged into cache entry {key[:12]}" in outputs  # the CLI computed the audits' key
-    assert not shards_dir(_session(cache), key).exists()  # merged, then removed
+    assert not _session(cache).store.shards_dir(key).exists()  # merged, then removed
     merged = FeatureCache(cache).load(key)
     assert merged is not None
     _assert_same_arrays(merged, expected)
@@ -203,7 +204,7 @@ def test_a_missing_shard_fails_the_audits_with_what_exists_what_is_missing_and_t
     message = str(raised.value)
     assert f"feature cache entry {key[:12]} of medprobe-tiny × synthetic-lesions is incomplete" in message
     assert "1 of 2 shards written (0/2), missing 1/2" in message
-    assert str(shards_dir(_session(cache), key)) in message
+    assert str(_session(cache).store.shards_dir(key)) in message
     command = next(line.strip() for line in message.splitlines() if f"{SHARD_FLAG}=1/2" in line)
     assert command.startswith("python -m pytest_medprobe extract ")
     assert "torchrun --nproc-per-node=2 -m pytest_medprobe extract " in message

@@ -9,11 +9,24 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_medprobe.config import BATCH_SIZE, DATASET, MAX_SAMPLES, MODEL, SEED, SETTINGS, resolve_settings
+from pytest_medprobe.commands import extract_command
+from pytest_medprobe.config import (
+    AUDIT,
+    BATCH_SIZE,
+    DATASET,
+    EXTRACT_SETTINGS,
+    FEATURE_SETTINGS,
+    MAX_SAMPLES,
+    MODEL,
+    SEED,
+    SETTINGS,
+    resolve_settings,
+)
 from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.pairs import Pair
 from pytest_medprobe.report.outputs import PairOutput, RunOutputs, merge
-from pytest_medprobe.session import Pair, share_cpu_threads
-from pytest_medprobe.shards import AUDIT_ONLY, EXTRACT_SETTINGS, Shard, extract_command, shard_rows
+from pytest_medprobe.resources import share_cpu_threads
+from pytest_medprobe.shards import Shard, shard_rows
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 20])
@@ -50,11 +63,11 @@ def test_a_launched_rank_takes_the_shard_of_its_rank_and_a_single_process_takes_
 
 
 def test_the_extract_command_takes_every_setting_that_can_change_the_features() -> None:
-    assert {setting.flag for setting in EXTRACT_SETTINGS} | {s.flag for s in AUDIT_ONLY} == {
-        setting.flag for setting in SETTINGS
-    }
+    audit_only = {setting.flag for setting in SETTINGS if setting.scope == AUDIT}
+    assert {setting.flag for setting in EXTRACT_SETTINGS} | audit_only == {setting.flag for setting in SETTINGS}
+    assert {setting.flag for setting in FEATURE_SETTINGS} <= {setting.flag for setting in EXTRACT_SETTINGS}
     settings = resolve_settings({MAX_SAMPLES.dest: "40", "cache_dir": "/c", "trust_remote_code": True}, {}, Path("/"))
-    command = extract_command(settings, Pair("m", "synthetic-lesions"), "1/2", batch_size=6)
+    command = extract_command(settings, "m", "synthetic-lesions", "1/2", batch_size=6)
 
     assert command.startswith(f"python -m pytest_medprobe extract {MODEL.flag}=m {DATASET.flag}=synthetic-lesions ")
     for part in (
