@@ -146,10 +146,9 @@ def update_baseline(path: Path, entries: Mapping[str, dict[str, Any]]) -> None:
     Read, merge and write happen under a file lock, and the write is atomic, so two
     runs saving different pairs at once both keep their entries.
     """
-    from filelock import FileLock
+    from pytest_medprobe.locks import held
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with held(path.with_name(path.name + ".lock")):
         document = read_baseline(path, SAVE_BASELINE)
         document["entries"].update(entries)
         atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -98,6 +98,8 @@ def stage_hooks(loaded: LoadedModel, state: _BatchState) -> Iterator[None]:
 
     Each hook pools on the device where its layer runs, so a model spread over several
     GPUs keeps its activations where they are; only ``[B, d]`` vectors are kept.
+    The hooks are closures over ``state`` and the adapter's positions, so they stay
+    together here rather than split into functions that would need all of them passed.
     """
     import torch
 

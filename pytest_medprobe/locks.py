@@ -17,7 +17,7 @@ from typing import Any
 LOCK_TIMEOUT_S = 3600.0  # a 7B extraction of a few thousand images can take this long
 
 
-def acquire(lock_path: Path, timeout: float, on_timeout: Callable[[], Exception]) -> Any:
+def acquire(lock_path: Path, timeout: float = -1, on_timeout: Callable[[], Exception] | None = None) -> Any:
     """The held lock of ``lock_path`` (its folder made); ``on_timeout()`` is raised after ``timeout`` s.
 
     ``OSError`` (a read-only folder, another user's lock file) reaches the caller, which
@@ -30,12 +30,14 @@ def acquire(lock_path: Path, timeout: float, on_timeout: Callable[[], Exception]
     try:
         lock.acquire()
     except Timeout:
+        if on_timeout is None:
+            raise
         raise on_timeout() from None
     return lock
 
 
 @contextmanager
-def held(lock_path: Path, timeout: float, on_timeout: Callable[[], Exception]) -> Iterator[None]:
+def held(lock_path: Path, timeout: float = -1, on_timeout: Callable[[], Exception] | None = None) -> Iterator[None]:
     """Hold ``lock_path`` for the block (see ``acquire``)."""
     lock = acquire(lock_path, timeout, on_timeout)
     try:

@@ -74,7 +74,7 @@ def assign_models(sizes: Sequence[tuple[str, int]], world: int) -> list[list[str
 
 def weight_bytes(session: ExtractionRun, model: str) -> int:
     """Size of the model's weight files on disk (0 when it cannot be resolved: it errors wherever it runs)."""
-    from pytest_medprobe.models.registry import WEIGHT_SUFFIXES
+    from pytest_medprobe.models.identity import WEIGHT_SUFFIXES
 
     source = session.try_source(model)
     if source is None:
@@ -108,7 +108,7 @@ def rank_claims(session: ExtractionRun, pairs: Sequence[Pair], rank: int, world:
     folder = _claims_dir(session)
     lock_path = folder / f"{socket.gethostname()}-{os.getpid()}.lock"
     # Held until this rank exits; its own pid in the name, so nobody else ever waits on it.
-    lock = acquire(lock_path, -1, lambda: AssertionError("a lock that waits forever never times out"))
+    lock = acquire(lock_path)
     keys = {pair: session.features_key(pair) for pair in pairs}
     try:
         for pair, key in keys.items():

@@ -140,6 +140,9 @@ def resolve_settings(
     ``cli`` maps ``Setting.dest`` to the parsed command-line value (None when absent);
     ``ini`` maps ``Setting.ini`` to the ini value (None or empty when absent); ``environ``
     (default ``os.environ``) is read for the settings that have an environment variable.
+
+    Long on purpose: one line per field of ``MedprobeSettings``, each naming its parser,
+    so that every setting visibly resolves in this one place.
     """
     get: Callable[[Setting], object] = lambda setting: pick(setting, cli, ini)  # noqa: E731
 

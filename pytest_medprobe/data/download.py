@@ -90,11 +90,11 @@ def _transfer(url: str, part: Path, progress: bool, description: str) -> None:
 
 def download(url: str, target: Path, md5: str, *, progress: bool = True, description: str = "") -> None:
     """Download ``url`` to ``target`` unless it is there; ``Unreachable`` when nothing could be fetched."""
-    from filelock import FileLock
+    from pytest_medprobe.locks import held
 
     target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
-    with FileLock(lock_path(target)):
+    with held(lock_path(target)):
         if target.is_file():  # another process finished it while we waited
             return
         last: BaseException | None = None

@@ -223,7 +223,7 @@ def download_snapshot(entry: CatalogueEntry, cache: Path, announce: Callable[[st
     Raises ``MedprobeUsageError`` (one line: the cause and the fix) when the hub cannot be
     reached or refuses, the disk is too small, or the transfer fails part-way.
     """
-    from filelock import FileLock
+    from pytest_medprobe.locks import held
 
     storage = _storage_folder(cache, entry.hub_id)
     locks = cache / ".locks"  # where the hub client keeps its own locks
@@ -235,7 +235,7 @@ def download_snapshot(entry: CatalogueEntry, cache: Path, announce: Callable[[st
             "point HF_HUB_CACHE (or HF_HOME) at a writable folder, or pass --model NAME=DIR."
         ) from None
     # Two runs on one machine (or two users of one cache) download a model once.
-    with FileLock(str(locks / f"{storage.name}.medprobe-download.lock")):
+    with held(locks / f"{storage.name}.medprobe-download.lock"):
         plan = _plan_or_explain(entry)
         snapshot = storage / "snapshots" / plan.revision
         existed = snapshot.exists()

@@ -76,7 +76,7 @@ def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
             f"({first_line}); the config was edited or belongs to another checkpoint. Re-download the "
             "checkpoint, or save config and weights together with save_pretrained."
         )
-    from pytest_medprobe.models.registry import WEIGHT_SUFFIXES
+    from pytest_medprobe.models.identity import WEIGHT_SUFFIXES
 
     weights = ", ".join(sorted(p.name for p in source.directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)))
     return (
@@ -93,6 +93,8 @@ def load_model(
 
     ``trust_remote_code`` lets transformers import Python files shipped in the checkpoint;
     it is off unless the user asks for it, and the reports say when it was on.
+    Long because each way loading fails (a truncated file, mismatched shapes, remote code
+    not allowed, no tokenizer) gets its own message, in the order transformers meets them.
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -11,7 +11,6 @@ feature cache cannot answer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 from pytest_medprobe.config import MODEL, OFFLINE, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.models.base import ModelSource
+from pytest_medprobe.models.builtin import BUILTIN_MODELS, materialize_builtin
 from pytest_medprobe.models.catalogue import (
     CATALOGUE,
     CATALOGUE_BY_NAME,
@@ -37,100 +37,7 @@ from pytest_medprobe.models.families import (
     tested_model_types,
 )
 from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-# Small files whose content is part of a checkpoint's identity: they decide the
-# prompt (chat template), the tokens and the preprocessing.
-IDENTITY_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "processor_config.json",
-    "preprocessor_config.json",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-
-
-@dataclass(frozen=True)
-class BuiltinModel:
-    """A model that ships with the package or is built locally on first use."""
-
-    name: str
-    description: str
-    # Given a folder in the cache that it may fill, return the checkpoint directory.
-    locate: Callable[[Path], Path]
-    writes_cache: bool = True  # False when the checkpoint ships inside the package
-
-
-def _build_tiny_llava(directory: Path) -> Path:
-    from pytest_medprobe.models.tiny_llava import build_tiny_llava
-
-    return build_tiny_llava(directory)
-
-
-def _shipped_reference(directory: Path) -> Path:
-    from pytest_medprobe.zoo import SHIPPED_DIR
-
-    return SHIPPED_DIR
-
-
-def _fault_variant(fault: str) -> Callable[[Path], Path]:
-    def materialize(directory: Path) -> Path:
-        from pytest_medprobe.zoo import export
-
-        return export(directory, fault)
-
-    return materialize
-
-
-def _wide_variant(variant: str | None) -> Callable[[Path], Path]:
-    def materialize(directory: Path) -> Path:
-        from pytest_medprobe.zoo import export_wide
-
-        return export_wide(directory, variant)
-
-    return materialize
-
-
-def _builtin_models() -> dict[str, BuiltinModel]:
-    from pytest_medprobe.zoo import REFERENCE_NAME
-    from pytest_medprobe.zoo.faults import FAULTS
-
-    models = {
-        REFERENCE_NAME: BuiltinModel(
-            REFERENCE_NAME,
-            "the reference model: a tiny LLaVA trained on synthetic-lesions, shipped in the package",
-            _shipped_reference,
-            writes_cache=False,
-        ),
-        "tiny-llava": BuiltinModel(
-            "tiny-llava",
-            "random-init tiny LLaVA (CLIP 3 blocks, Llama 4 layers, hidden 64), built locally",
-            _build_tiny_llava,
-        ),
-    }
-    for fault, (_, description, _mode) in FAULTS.items():
-        name = f"{REFERENCE_NAME}:{fault}"
-        models[name] = BuiltinModel(
-            name, f"{REFERENCE_NAME} with a planted fault: {description}", _fault_variant(fault)
-        )
-    from pytest_medprobe.zoo.wide import WIDE_NAME, WIDE_VARIANTS
-
-    models[WIDE_NAME] = BuiltinModel(
-        WIDE_NAME,
-        f"{REFERENCE_NAME} with its decoder widened exactly to 256 (vision 64 → text 256)",
-        _wide_variant(None),
-    )
-    for variant, (_, description) in WIDE_VARIANTS.items():
-        name = f"{WIDE_NAME}:{variant}"
-        models[name] = BuiltinModel(name, f"{WIDE_NAME} with {description}", _wide_variant(variant))
-    return models
-
-
-BUILTIN_MODELS: dict[str, BuiltinModel] = _builtin_models()
+from pytest_medprobe.models.identity import WEIGHT_SUFFIXES, checkpoint_fingerprint
 
 
 def known_models_text() -> str:
@@ -375,58 +282,12 @@ def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str
     return config
 
 
-def checkpoint_fingerprint(directory: Path, memo_dir: Path | None = None) -> str:
-    """Identity of a checkpoint: the content of its small files and of its weight files.
-
-    The path, file times and sizes are left out on purpose: the same bytes under another
-    path are the same model, and other bytes with the same name, size and time (a
-    fine-tune copied with ``cp -p``) are another model. Weight files are identified by
-    their SHA-256 (``files.content_sha256s``: the Hugging Face blob name where there is
-    one, else read once and remembered in ``memo_dir``).
-    """
-    from pytest_medprobe.files import content_sha256s
-
-    digest = hashlib.sha256()
-    for name in IDENTITY_FILES:
-        path = directory / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    weights = [path for path in sorted(directory.iterdir()) if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES)]
-    try:
-        hashes = content_sha256s(weights, memo_dir)
-    except OSError as exc:
-        raise ModelLoadError(
-            f"cannot read the weights in {directory} to identify them ({exc}); check the files' "
-            "permissions, or re-download the checkpoint."
-        ) from None
-    for path, sha256 in zip(weights, hashes):
-        digest.update(f"{path.name}\0{sha256}\0".encode())
-    return digest.hexdigest()
-
-
-def _materialize_builtin(builtin: BuiltinModel, cache_dir: Path) -> Path:
-    """The checkpoint directory of a built-in model, built or derived once per cache."""
-    # Names may hold ':' (variants); the folder name must not.
-    directory = cache_dir / "models" / builtin.name.replace(":", "-")
-    if not builtin.writes_cache:
-        return builtin.locate(directory)
-    if (directory / "config.json").is_file():
-        return directory
-    from filelock import FileLock
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory) + ".lock"):  # two processes build it once
-        if not (directory / "config.json").is_file():
-            builtin.locate(directory)
-    return directory
-
-
 def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = False) -> ModelSource:
     """Turn a ``--model`` value into a checkpoint directory, building a built-in one if needed."""
     parsed = parse_model_spec(spec)
     entry = CATALOGUE_BY_NAME.get(parsed.name or "")
     if parsed.name in BUILTIN_MODELS and parsed.directory is None:
-        directory = _materialize_builtin(BUILTIN_MODELS[spec], cache_dir)
+        directory = materialize_builtin(BUILTIN_MODELS[spec], cache_dir)
     elif parsed.directory is None and entry is not None:
         _check_family_supported(entry)
         snapshot = cached_snapshot(entry)

@@ -115,7 +115,11 @@ def build_tiny_llava(directory: Path, spec: TinyLlavaSpec = TinyLlavaSpec()) -> 
 
 
 def make_tiny_llava(spec: TinyLlavaSpec = TinyLlavaSpec()) -> tuple[Any, Any]:
-    """A freshly initialized tiny LLaVA (eval mode) and its processor, in memory."""
+    """A freshly initialized tiny LLaVA (eval mode) and its processor, in memory.
+
+    Long because it spells out the three transformers configs (vision, text, LLaVA) field
+    by field: the architecture is in plain sight rather than behind helpers.
+    """
     import torch
     from transformers import (
         CLIPImageProcessor,

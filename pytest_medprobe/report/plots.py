@@ -70,7 +70,11 @@ def plot_probe_curve(
     failed: bool = False,
     image_format: ImageFormat = "svg",
 ) -> bytes:
-    """SVG (or PNG) bytes of the curve; ``marked`` stages are shaded (red when ``failed``)."""
+    """SVG (or PNG) bytes of the curve; ``marked`` stages are shaded (red when ``failed``).
+
+    One matplotlib figure drawn top to bottom (bands, line, marks, axes, legend); kept in
+    one piece so the order of the drawing calls is the order of the layers.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
