@@ -214,8 +214,16 @@ def _rerun(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pytest_medprobe.config import flag_names
+    from pytest_medprobe.naming import named_by
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     arguments = _parser().parse_args(argv)
+    with named_by(flag_names):  # this is a command line: messages name its flags
+        return _run(arguments)
+
+
+def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "extract":
         return _extract(arguments)
     if arguments.command == "rerun":

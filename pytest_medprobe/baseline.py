@@ -25,11 +25,11 @@ import numpy as np
 
 from pytest_medprobe import stages
 from pytest_medprobe._version import __version__
-from pytest_medprobe.config import BASELINE, LABEL, SAVE_BASELINE, Setting, setting_names
 from pytest_medprobe.curve import format_interval, percentile_interval
 from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.failure_modes import RegressionStatistic, regression_statistics, statistic_names
 from pytest_medprobe.files import atomic_write_text
+from pytest_medprobe.naming import mention, mention_full
 from pytest_medprobe.thresholds import Decision
 from pytest_medprobe.verdict import Verdict, decide, escape, setting_ref, with_power
 
@@ -115,10 +115,10 @@ def _entry_problem(entry: object) -> str | None:
     return None
 
 
-def read_baseline(path: Path, setting: Setting = BASELINE) -> dict[str, Any]:
+def read_baseline(path: Path, setting: str = "baseline_path") -> dict[str, Any]:
     """A baseline file's content; a missing file is an empty baseline, a damaged one a usage error.
 
-    ``setting`` is the option that named the file, so that the message can say which.
+    ``setting`` is the key of the setting that named the file, so that the message can say which.
     """
     if not path.exists():
         return {"format_version": FORMAT_VERSION, "entries": {}}
@@ -134,8 +134,8 @@ def read_baseline(path: Path, setting: Setting = BASELINE) -> dict[str, Any]:
                 raise ValueError(f"entry {key!r} {problem}")
     except (OSError, ValueError, AttributeError) as exc:
         raise MedprobeUsageError(
-            f"{setting_names(setting)}: {path} is not a usable pytest-medprobe baseline file ({exc}); "
-            f"restore it from version control, or write a new one with {SAVE_BASELINE.flag}."
+            f"{mention_full(setting)}: {path} is not a usable pytest-medprobe baseline file ({exc}); "
+            f"restore it from version control, or write a new one with {mention('save_baseline_path')}."
         ) from None
     return document
 
@@ -149,7 +149,7 @@ def update_baseline(path: Path, entries: Mapping[str, dict[str, Any]]) -> None:
     from pytest_medprobe.locks import held
 
     with held(path.with_name(path.name + ".lock")):
-        document = read_baseline(path, SAVE_BASELINE)
+        document = read_baseline(path, "save_baseline_path")
         document["entries"].update(entries)
         atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
@@ -178,7 +178,7 @@ def find_entry(
     if len(lines) > 1:
         raise MedprobeUsageError(
             f"the baseline holds several release lines for this dataset ({', '.join(lines)}) and "
-            f"{model!r} is none of them; choose one with {setting_names(LABEL)}."
+            f"{model!r} is none of them; choose one with {mention_full('label')}."
         )
     return None
 

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from pytest_medprobe.config import CACHE
 from pytest_medprobe.errors import CacheLockTimeout
 from pytest_medprobe.extract import FeatureBank, SplitFeatures
 from pytest_medprobe.files import file_sha256, shared_modes
 from pytest_medprobe.locks import LOCK_TIMEOUT_S, acquire, is_held
+from pytest_medprobe.naming import mention
 
 # Part of every cache key and of every manifest. 2: models and datasets identified by
 # content (SHA-256 of weights and images), dtype and device type as used; entries
@@ -109,7 +109,7 @@ class FeatureCache:
             self.notify(
                 f"the feature cache {self.root} cannot be written ({exc}); carrying on with the features "
                 f"in memory: this run's results are complete, the next run extracts again. Free space, fix "
-                f"the folder's permissions, or point {CACHE.flag} at a writable folder."
+                f"the folder's permissions, or point {mention('cache_dir')} at a writable folder."
             )
 
     def entry_dir(self, key: str) -> Path:
@@ -134,7 +134,7 @@ class FeatureCache:
                 f"feature cache entry {key[:12]} is locked: waited {LOCK_TIMEOUT_S:g} s, the limit, for "
                 f"{lock_path}. Another pytest-medprobe run, still alive, is extracting these features "
                 "(a lock left by a run that crashed or was killed never blocks). Wait for that run to "
-                f"finish and rerun, stop it, or give this run its own cache with {CACHE.flag}."
+                f"finish and rerun, stop it, or give this run its own cache with {mention('cache_dir')}."
             )
 
         try:

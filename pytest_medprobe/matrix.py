@@ -25,8 +25,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pytest_medprobe.config import BATCH_SIZE, DEVICE, DTYPE
 from pytest_medprobe.errors import ExtractionError, MedprobeError
+from pytest_medprobe.naming import mention
 from pytest_medprobe.pairs import Pair
 from pytest_medprobe.resources import free_memory, is_out_of_memory
 
@@ -44,10 +44,11 @@ def out_of_memory_message(session: ExtractionRun, pair: Pair, error: BaseExcepti
     batch_size = session.settings.batch_size
     smaller = max(1, batch_size // 2)
     return (
-        f"out of memory while extracting {pair.model} × {pair.dataset} at {BATCH_SIZE.flag}={batch_size} "
+        f"out of memory while extracting {pair.model} × {pair.dataset} at {mention('batch_size')}={batch_size} "
         f"on device {session.settings.device} ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
-        f"Lower {BATCH_SIZE.flag} (e.g. {BATCH_SIZE.flag}={smaller}), use {DTYPE.flag}=bfloat16, or spread the "
-        f"model over several GPUs with {DEVICE.flag}=balanced. The other models of the run were not affected."
+        f"Lower {mention('batch_size')} (e.g. {mention('batch_size')}={smaller}), use "
+        f"{mention('dtype')}=bfloat16, or spread the "
+        f"model over several GPUs with {mention('device')}=balanced. The other models of the run were not affected."
     )
 
 

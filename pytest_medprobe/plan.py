@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_medprobe.config import BATCH_SIZE
 from pytest_medprobe.errors import MedprobeError
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     from pytest_medprobe.pairs import Pair
@@ -76,7 +76,7 @@ class MatrixPlan:
             f"medprobe plan: {len(self.models)} model{'s' if len(self.models) != 1 else ''} × "
             f"{len(self.datasets)} dataset{'s' if len(self.datasets) != 1 else ''} = {n_pairs} pair"
             f"{'s' if n_pairs != 1 else ''}; {cached} cached (not extracted again), {todo} to extract: "
-            f"{self.forward_passes} forward passes at {BATCH_SIZE.flag}={self.batch_size}"
+            f"{self.forward_passes} forward passes at {mention('batch_size')}={self.batch_size}"
             + (f"; {self.count(UNUSABLE)} unusable" if self.count(UNUSABLE) else "")
         ]
         width = max(len(model.name) for model in self.models)

@@ -21,6 +21,7 @@ from pytest_medprobe.config import (
     MODEL,
     SETTINGS,
     MedprobeSettings,
+    flag_names,
     resolve_settings,
     setting_names,
 )
@@ -42,6 +43,7 @@ from pytest_medprobe.fixtures import (  # noqa: F401
     thresholds,
     verdicts,
 )
+from pytest_medprobe.naming import restore_namer, use_namer
 from pytest_medprobe.options import register_options, register_short_spellings, relative_paths_root
 from pytest_medprobe.pairs import Pair
 from pytest_medprobe.preflight import check_datasets
@@ -53,6 +55,7 @@ from pytest_medprobe.stash import (
     CONTEXT_KEY,
     HEADER_SHOWN_KEY,
     MARKER,
+    NAMER_TOKEN_KEY,
     NOTICES_KEY,
     OUTPUTS_KEY,
     PAIR_ERRORS_KEY,
@@ -78,7 +81,21 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     return result
 
 
+def _name_settings_by_flag(config: pytest.Config) -> None:
+    """From now until unconfigure, library messages name settings as "flag / ini key" (``naming``)."""
+    if NAMER_TOKEN_KEY not in config.stash:
+        config.stash[NAMER_TOKEN_KEY] = use_namer(flag_names)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    token = config.stash.get(NAMER_TOKEN_KEY, None)
+    if token is not None:
+        del config.stash[NAMER_TOKEN_KEY]
+        restore_namer(token)
+
+
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    _name_settings_by_flag(config)
     if config.getoption("medprobe_plan", default=False):
         try:
             settings = _settings_from(config)
@@ -120,6 +137,7 @@ def _settings_from(config: pytest.Config) -> MedprobeSettings:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _name_settings_by_flag(config)
     config.addinivalue_line(
         "markers", f"{MARKER}: an audit of pytest-medprobe (set on every test that uses its fixtures)"
     )

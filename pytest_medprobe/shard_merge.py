@@ -28,9 +28,9 @@ import numpy as np
 
 from pytest_medprobe.cache import read_bank
 from pytest_medprobe.commands import SHARD_FLAG, extract_command
-from pytest_medprobe.config import BATCH_SIZE
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
 from pytest_medprobe.locks import LOCK_TIMEOUT_S, held, is_held
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     from pytest_medprobe.config import MedprobeSettings
@@ -231,7 +231,7 @@ def _concatenate_shards(survey: _Survey, folder: Path) -> FeatureBank:
     if problem is not None:
         raise ShardMismatch(
             f"the {survey.count} shards in {folder} do not fit together: {problem}. They were written with "
-            f"different settings ({BATCH_SIZE.flag} decides which rows a shard holds); delete {folder} and "
+            f"different settings ({mention('batch_size')} decides which rows a shard holds); delete {folder} and "
             "write them again with one command line."
         )
     splits = {split: _concatenate([getattr(bank, split) for bank in working]) for split in SPLITS}

@@ -6,6 +6,7 @@ Shared by the plugin's hooks, its fixtures and the report hooks (``report.html``
 
 from __future__ import annotations
 
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,3 +34,5 @@ COLLECTED_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 OUTPUTS_KEY: pytest.StashKey[RunOutputs] = pytest.StashKey()
 HEADER_SHOWN_KEY: pytest.StashKey[bool] = pytest.StashKey()
 CONTEXT_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+# Messages name settings by flag while this run lasts (naming.use_namer); undone at unconfigure.
+NAMER_TOKEN_KEY: pytest.StashKey[Token[Any]] = pytest.StashKey()

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_medprobe.config import SUBGROUP
 from pytest_medprobe.curve import ProbeCurve, format_interval, percentile_interval
 from pytest_medprobe.failure_modes import RegressionStatistic, regression_statistics, statistic_names
 from pytest_medprobe.health import HealthScores, compute_health, health_samples
+from pytest_medprobe.naming import mention
 from pytest_medprobe.probes import curve_from_predictions
 from pytest_medprobe.stages import ANSWER, VISION
 from pytest_medprobe.thresholds import Decision
@@ -243,4 +243,4 @@ def _verdict(columns: Sequence[str], groups: Sequence[Subgroup], max_gap: float)
     )
 
 
-NOT_CONFIGURED = f"no subgroup configured: name a column with {SUBGROUP.flag}=COLUMN (e.g. site, sex, scanner)"
+NOT_CONFIGURED = f"no subgroup configured: name a column with {mention('subgroups')}=COLUMN (e.g. site, sex, scanner)"

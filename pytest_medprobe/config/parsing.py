@@ -1,6 +1,7 @@
 """Parsers of setting values: convert a raw command-line or ini value, or refuse it.
 
-A refusal is a ``MedprobeUsageError`` naming the setting, the value and what is allowed.
+A refusal is a ``MedprobeUsageError`` naming the setting (by key, or as the reader asked:
+see ``naming``), the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pytest_medprobe.config.declarations import (
     PROBE_C_GRID,
     PROBE_DEVICE,
 )
-from pytest_medprobe.config.setting import Setting, setting_names
+from pytest_medprobe.config.setting import Setting
 from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.naming import mention, mention_full
 from pytest_medprobe.thresholds import Thresholds
 
 
 def _usage(setting: Setting, value: object, allowed: str) -> MedprobeUsageError:
-    return MedprobeUsageError(f"{setting_names(setting)}: got {value!r}; allowed: {allowed}.")
+    return MedprobeUsageError(f"{mention_full(setting.dest)}: got {value!r}; allowed: {allowed}.")
 
 
 def _parse_int(setting: Setting, raw: object, minimum: int) -> int:
@@ -194,8 +196,8 @@ def _check_consistent(thresholds: Thresholds) -> None:
     # lose more than that would make the per-layer bound meaningless.
     if thresholds.max_layer_drop > thresholds.max_llm_loss:
         raise MedprobeUsageError(
-            f"contradictory thresholds: {setting_names(MAX_LAYER_DROP)} is {thresholds.max_layer_drop:g} but "
-            f"{setting_names(MAX_LLM_LOSS)} is {thresholds.max_llm_loss:g}; a single decoder layer may not lose "
-            f"more than the whole decoder is allowed to. Lower {MAX_LAYER_DROP.flag} to at most "
-            f"{thresholds.max_llm_loss:g}, or raise {MAX_LLM_LOSS.flag}."
+            f"contradictory thresholds: {mention_full(MAX_LAYER_DROP.dest)} is {thresholds.max_layer_drop:g} but "
+            f"{mention_full(MAX_LLM_LOSS.dest)} is {thresholds.max_llm_loss:g}; a single decoder layer may not lose "
+            f"more than the whole decoder is allowed to. Lower {mention(MAX_LAYER_DROP.dest)} to at most "
+            f"{thresholds.max_llm_loss:g}, or raise {mention(MAX_LLM_LOSS.dest)}."
         )

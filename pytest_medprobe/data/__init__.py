@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_medprobe.config import FINDING
 from pytest_medprobe.data import csv_manifest, folder, hf, medmnist, synthetic
 from pytest_medprobe.data.base import (
     DatasetOptions,
@@ -32,6 +31,7 @@ from pytest_medprobe.data.base import (
 )
 from pytest_medprobe.data.images import check_decodable
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     from pytest_medprobe.config import MedprobeSettings
@@ -101,7 +101,7 @@ def _check_finding(spec: str, finding: str, valid: tuple[str, ...] | None) -> No
     if finding not in valid:
         raise MedprobeUsageError(
             f"dataset {spec!r}: no finding {finding!r}; its findings are: {', '.join(valid)}. "
-            f"Pass one of them to {FINDING.flag}."
+            f"Pass one of them to {mention('findings')}."
         )
 
 
@@ -127,7 +127,7 @@ def expand_findings(
         elif not findings:
             raise MedprobeUsageError(
                 f"dataset {spec!r}: multi-label (several findings per image), so it is audited one finding at a "
-                f"time, as 'finding present / absent'. Choose with {FINDING.flag}=NAME (repeatable) among: "
+                f"time, as 'finding present / absent'. Choose with {mention('findings')}=NAME (repeatable) among: "
                 f"{', '.join(valid)}."
             )
         else:
@@ -136,7 +136,7 @@ def expand_findings(
             tasks.extend(finding_task(spec, name) for name in findings)
     if findings and not multi_label:
         raise MedprobeUsageError(
-            f"{FINDING.flag}={', '.join(findings)}: none of the datasets ({', '.join(specs)}) is multi-label; "
+            f"{mention('findings')}={', '.join(findings)}: none of the datasets ({', '.join(specs)}) is multi-label; "
             "findings are chosen from chestmnist or a CSV with one 0/1 column per finding."
         )
     return tuple(dict.fromkeys(tasks))

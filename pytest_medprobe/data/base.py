@@ -17,8 +17,8 @@ from typing import cast
 
 import numpy as np
 
-from pytest_medprobe.config import MAX_SAMPLES, SUBGROUP
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+from pytest_medprobe.naming import mention
 
 ACCEPTED_IMAGES = (
     "[H, W] grayscale, [H, W, 1], [H, W, 3] RGB or [H, W, 4] RGBA arrays of dtype uint8, "
@@ -126,7 +126,7 @@ def subgroup_values(where: object, column: str, cells: Sequence[object]) -> list
     if len(set(values)) < 2:
         raise MedprobeUsageError(
             f"{where}: subgroup column {column!r} holds one value only ({values[0] if values else None!r}); there "
-            f"is nothing to compare. Drop it from {SUBGROUP.flag}, or name a column with two or more values."
+            f"is nothing to compare. Drop it from {mention('subgroups')}, or name a column with two or more values."
         )
     return values
 
@@ -288,5 +288,5 @@ def validate_labels(fit_labels: np.ndarray, test_labels: np.ndarray, class_names
                 f"{where}: the {split} split holds only class {class_names[int(present[0])]!r} "
                 f"({labels.size} sample{'s' if labels.size != 1 else ''}); a balanced accuracy needs "
                 "at least 2 classes in each split. "
-                f"Add images of other classes, or raise {MAX_SAMPLES.flag}."
+                f"Add images of other classes, or raise {mention('max_samples')}."
             )

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN, SUBGROUP
 from pytest_medprobe.data.base import (
     FINDING_CLASSES,
     DatasetOptions,
@@ -45,6 +44,7 @@ from pytest_medprobe.data.base import (
 from pytest_medprobe.data.images import IMAGE_SUFFIXES, read_images
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.files import file_sha256
+from pytest_medprobe.naming import mention
 
 PREFIX = "csv:"
 TEST_FRACTION = 0.3
@@ -145,7 +145,7 @@ def _binary(values: Sequence[str]) -> bool:
 
 def _image_column(path: Path, columns: dict[str, list[str]], options: DatasetOptions) -> str:
     if options.image_column is not None:
-        return _given(path, columns, options.image_column, IMAGE_COLUMN.flag)
+        return _given(path, columns, options.image_column, mention("image_column"))
     by_name = _named(list(columns), IMAGE_COLUMN_NAMES)
     if by_name is not None:
         return by_name
@@ -157,7 +157,7 @@ def _image_column(path: Path, columns: dict[str, list[str]], options: DatasetOpt
     raise MedprobeUsageError(
         f"{path}: cannot tell which column holds the image paths (columns: {list(columns)}; looked for one named "
         f"{', '.join(IMAGE_COLUMN_NAMES)}, or the only column of {', '.join(PATH_SUFFIXES)} paths). "
-        f"Name it with {IMAGE_COLUMN.flag}=COLUMN."
+        f"Name it with {mention('image_column')}=COLUMN."
     )
 
 
@@ -202,18 +202,18 @@ def scan_manifest(spec: str, options: DatasetOptions) -> Manifest:
     image_column = _image_column(path, columns, options)
     split_column = _named(list(columns), SPLIT_COLUMN_NAMES)
     for column in options.subgroups:
-        subgroup_values(path, _given(path, columns, column, SUBGROUP.flag), columns[column])
+        subgroup_values(path, _given(path, columns, column, mention("subgroups")), columns[column])
     reserved = {image_column, split_column, *options.subgroups}
     findings = tuple(name for name, values in columns.items() if name not in reserved and _binary(values))
     if options.label_column is not None:
-        label_column: str | None = _given(path, columns, options.label_column, LABEL_COLUMN.flag)
+        label_column: str | None = _given(path, columns, options.label_column, mention("label_column"))
     else:
         label_column = _named([name for name in columns if name not in reserved], LABEL_COLUMN_NAMES)
         if label_column is None and len(findings) < 2:
             raise MedprobeUsageError(
                 f"{path}: no label column (columns: {list(columns)}; looked for one named "
                 f"{', '.join(LABEL_COLUMN_NAMES)}, or two or more 0/1 finding columns). Name it with "
-                f"{LABEL_COLUMN.flag}=COLUMN."
+                f"{mention('label_column')}=COLUMN."
             )
     files = _files(path, columns[image_column], lines, image_column)
     manifest = Manifest(path, columns, lines, image_column, files, label_column, findings, split_column)
@@ -334,7 +334,7 @@ def load_csv(
         if finding is None or finding not in manifest.findings:
             raise MedprobeUsageError(
                 f"dataset {spec!r}: a multi-label manifest (findings: {', '.join(manifest.findings)}); "
-                "audit one finding at a time with --medprobe-finding=NAME."
+                f"audit one finding at a time with {mention('findings')}=NAME."
             )
         class_names: tuple[str, ...] = FINDING_CLASSES
         labels = np.array([BINARY_VALUES[cell.strip()] for cell in manifest.columns[finding]], dtype=np.int64)

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_medprobe.config import IMAGE_COLUMN, LABEL_COLUMN, OFFLINE, SUBGROUP
 from pytest_medprobe.data.base import (
     DatasetOptions,
     ProbeDataset,
@@ -39,6 +38,7 @@ from pytest_medprobe.data.base import (
 )
 from pytest_medprobe.data.images import DecodedImage, decode_image, decode_image_bytes, multi_frame_note
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -142,7 +142,7 @@ def _open(parsed: HfSpec, spec: str, offline: bool = False) -> DatasetDict | Dat
         except ConnectionError as exc:  # offline (HF_HUB_OFFLINE) and not in the cache
             raise MedprobeUsageError(
                 f"dataset {spec!r}: {parsed.source} is not cached on this machine and the hub cannot be reached "
-                f"({exc}). Run once online (without {OFFLINE.flag} or HF_HUB_OFFLINE), or download it with "
+                f"({exc}). Run once online (without {mention('offline')} or HF_HUB_OFFLINE), or download it with "
                 f"`hf download --repo-type dataset {parsed.source}`, or save it to a folder and pass hf:<folder>."
             ) from None
         except (OSError, ValueError) as exc:  # not found on the hub, a bad config, a gated set
@@ -200,17 +200,18 @@ def _columns(features: Mapping[str, Any], options: DatasetOptions, spec: str) ->
     from datasets import ClassLabel, Image
 
     listed = ", ".join(f"{name} ({type(feature).__name__})" for name, feature in features.items())
-    for given, setting in ((options.image_column, IMAGE_COLUMN), (options.label_column, LABEL_COLUMN)):
+    for given, setting in ((options.image_column, "image_column"), (options.label_column, "label_column")):
         if given is not None and given not in features:
             raise MedprobeUsageError(
-                f"dataset {spec!r}: no column {given!r} ({setting.flag}); the columns are: {listed}."
+                f"dataset {spec!r}: no column {given!r} ({mention(setting)}); the columns are: {listed}."
             )
     images = [name for name, feature in features.items() if isinstance(feature, Image)]
     image = options.image_column or (images[0] if len(images) == 1 else None)
     if image is None:
         found = f"{len(images)} image columns ({', '.join(images)})" if images else "no image column"
         raise MedprobeUsageError(
-            f"dataset {spec!r}: {found}; the columns are: {listed}. Name the one to audit with {IMAGE_COLUMN.flag}."
+            f"dataset {spec!r}: {found}; the columns are: {listed}. Name the one to audit with "
+            f"{mention('image_column')}."
         )
     labels = [name for name, feature in features.items() if isinstance(feature, ClassLabel) and name != image]
     if options.label_column is not None:
@@ -223,7 +224,7 @@ def _columns(features: Mapping[str, Any], options: DatasetOptions, spec: str) ->
         if len(candidates) != 1:
             raise MedprobeUsageError(
                 f"dataset {spec!r}: cannot tell which column is the label (columns: {listed}). "
-                f"Name it with {LABEL_COLUMN.flag}."
+                f"Name it with {mention('label_column')}."
             )
         label = candidates[0]
     return image, label
@@ -306,7 +307,7 @@ def _subgroups(split: Dataset, rows: np.ndarray, options: DatasetOptions, spec: 
     for column in options.subgroups:
         if column not in split.column_names:
             raise MedprobeUsageError(
-                f"dataset {spec!r}: no column {column!r} ({SUBGROUP.flag}); the columns are: "
+                f"dataset {spec!r}: no column {column!r} ({mention('subgroups')}); the columns are: "
                 f"{', '.join(split.column_names)}."
             )
         cells = split.select_columns([column])[[int(row) for row in rows]][column]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_medprobe.config import DATA_ROOT, MEDMNIST_URL
 from pytest_medprobe.data.base import (
     FINDING_CLASSES,
     ProbeDataset,
@@ -30,6 +29,7 @@ from pytest_medprobe.data.base import (
 )
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.files import content_sha256
+from pytest_medprobe.naming import mention
 
 PREFIX = "medmnist:"
 SIZES = (28, 64, 128, 224)  # 28 is the file without a suffix
@@ -145,19 +145,19 @@ def check_spec(spec: str, data_root: Path | None, download_from: str | None = No
             download(url, path, MD5[parsed.flag][parsed.size], progress=progress)
             return
         except Unreachable as exc:
-            tried = f" Downloading it failed: {exc}; {MEDMNIST_URL.flag}=<mirror> fetches from a mirror."
+            tried = f" Downloading it failed: {exc}; {mention('medmnist_url')}=<mirror> fetches from a mirror."
         except DatasetError as exc:
             raise MedprobeUsageError(f"dataset {spec!r}: downloading {parsed.file_name} failed: {exc}") from None
         except OSError as exc:  # the data folder cannot be written (read-only, full, not ours)
             raise MedprobeUsageError(
                 f"dataset {spec!r}: cannot download {parsed.file_name} into {path.parent} ({exc}). Point "
-                f"{DATA_ROOT.flag} at a writable folder, or put the file there by hand (from {url})."
+                f"{mention('data_root')} at a writable folder, or put the file there by hand (from {url})."
             ) from None
     flag = FLAGS[parsed.flag]
     root = path.parent
     raise MedprobeUsageError(
         f"dataset {spec!r}: no MedMNIST file at {path} (expected file name: {parsed.file_name}).{tried} "
-        f"Point {DATA_ROOT.flag} at the folder that holds {parsed.file_name}, or download it there: "
+        f"Point {mention('data_root')} at the folder that holds {parsed.file_name}, or download it there: "
         f'pip install medmnist && python -c "import medmnist; medmnist.{flag.python_class}('
         f"split='test', download=True, size={parsed.size}, root='{root}')\" "
         f"(or fetch {parsed.file_name} from {ZENODO})."

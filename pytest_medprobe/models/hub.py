@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_medprobe.config import MODEL, OFFLINE
 from pytest_medprobe.errors import MedprobeUsageError
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     from pytest_medprobe.models.catalogue import CatalogueEntry
@@ -155,8 +155,8 @@ def plan_download(entry: CatalogueEntry) -> DownloadPlan:
     revision = api.repo_info(entry.hub_id).sha
     if revision is None:
         raise MedprobeUsageError(
-            f"{MODEL.flag} {entry.name!r}: the hub at {_endpoint()} gave no commit for {entry.hub_id}; "
-            "check HF_ENDPOINT, or download the checkpoint elsewhere and pass --model NAME=DIR."
+            f"{mention('model')} {entry.name!r}: the hub at {_endpoint()} gave no commit for {entry.hub_id}; "
+            f"check HF_ENDPOINT, or download the checkpoint elsewhere and pass {mention('model')} NAME=DIR."
         )
     listing = [
         RemoteFile(item.path, int(item.size), item.lfs.sha256 if item.lfs is not None else item.blob_id)
@@ -166,8 +166,8 @@ def plan_download(entry: CatalogueEntry) -> DownloadPlan:
     files = select_files(listing)
     if not any(remote.path.endswith(WEIGHT_FORMATS) for remote in files):
         raise MedprobeUsageError(
-            f"{MODEL.flag} {entry.name!r}: {entry.hub_id} (commit {revision[:12]}) has no *.safetensors or *.bin "
-            "weights at its top level; download the checkpoint yourself and pass --model NAME=DIR."
+            f"{mention('model')} {entry.name!r}: {entry.hub_id} (commit {revision[:12]}) has no *.safetensors or *.bin "
+            f"weights at its top level; download the checkpoint yourself and pass {mention('model')} NAME=DIR."
         )
     return DownloadPlan(entry.hub_id, revision, files)
 
@@ -210,10 +210,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _out_of_disk(entry: CatalogueEntry, cache: Path, needed: int, free: int) -> MedprobeUsageError:
     return MedprobeUsageError(
-        f"{MODEL.flag} {entry.name!r}: not enough disk space to download {entry.hub_id}: it needs "
+        f"{mention('model')} {entry.name!r}: not enough disk space to download {entry.hub_id}: it needs "
         f"{human_size(needed)} but {cache} has {human_size(free)} free; free some space, point "
         "HF_HUB_CACHE (or HF_HOME) at a larger disk, or pass the checkpoint folder as "
-        f"{MODEL.flag} {entry.name}=/path/to/checkpoint. Nothing was left half-written in the cache."
+        f"{mention('model')} {entry.name}=/path/to/checkpoint. Nothing was left half-written in the cache."
     )
 
 
@@ -231,8 +231,8 @@ def download_snapshot(entry: CatalogueEntry, cache: Path, announce: Callable[[st
         locks.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MedprobeUsageError(
-            f"{MODEL.flag} {entry.name!r}: cannot write to the Hugging Face cache {cache} ({_one_line(exc)}); "
-            "point HF_HUB_CACHE (or HF_HOME) at a writable folder, or pass --model NAME=DIR."
+            f"{mention('model')} {entry.name!r}: cannot write to the Hugging Face cache {cache} ({_one_line(exc)}); "
+            f"point HF_HUB_CACHE (or HF_HOME) at a writable folder, or pass {mention('model')} NAME=DIR."
         ) from None
     # Two runs on one machine (or two users of one cache) download a model once.
     with held(locks / f"{storage.name}.medprobe-download.lock"):
@@ -270,15 +270,16 @@ def _plan_or_explain(entry: CatalogueEntry) -> DownloadPlan:
         raise
     except (GatedRepoError, RepositoryNotFoundError) as exc:
         raise MedprobeUsageError(
-            f"{MODEL.flag} {entry.name!r}: the hub at {_endpoint()} refused {entry.hub_id} ({type(exc).__name__}); "
+            f"{mention('model')} {entry.name!r}: the hub at {_endpoint()} refused {entry.hub_id} "
+            f"({type(exc).__name__}); "
             "for a gated model accept its licence on the model page, then log in (`hf auth login`) or set "
-            "HF_TOKEN; or download it elsewhere and pass --model NAME=DIR."
+            f"HF_TOKEN; or download it elsewhere and pass {mention('model')} NAME=DIR."
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise MedprobeUsageError(
-            f"{MODEL.flag} {entry.name!r}: could not read {entry.hub_id} from the hub at {_endpoint()} "
-            f"({_one_line(exc)}); check the connection (or HF_ENDPOINT), or pass {OFFLINE.flag} "
-            "and a checkpoint folder as --model NAME=DIR."
+            f"{mention('model')} {entry.name!r}: could not read {entry.hub_id} from the hub at {_endpoint()} "
+            f"({_one_line(exc)}); check the connection (or HF_ENDPOINT), or pass {mention('offline')} "
+            f"and a checkpoint folder as {mention('model')} NAME=DIR."
         ) from None
 
 
@@ -314,8 +315,8 @@ def _failure(
         return _out_of_disk(entry, cache, _missing_bytes(plan, storage), _free_bytes(cache))
     finished = plan.total_bytes - _missing_bytes(plan, storage)
     return MedprobeUsageError(
-        f"{MODEL.flag} {entry.name!r}: the download of {entry.hub_id} from {_endpoint()} failed part-way "
+        f"{mention('model')} {entry.name!r}: the download of {entry.hub_id} from {_endpoint()} failed part-way "
         f"({_one_line(exc)}); {human_size(finished)} of {human_size(plan.total_bytes)} finished and stay "
         "in the cache, nothing half-written was kept, and running again fetches only the rest. "
-        f"Or pass {OFFLINE.flag} and a checkpoint folder as --model NAME=DIR."
+        f"Or pass {mention('offline')} and a checkpoint folder as {mention('model')} NAME=DIR."
     )

@@ -10,10 +10,10 @@ import pickle
 import warnings
 from typing import TYPE_CHECKING
 
-from pytest_medprobe.config import DEVICE, MODEL, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import ModelLoadError
 from pytest_medprobe.models.base import LoadedModel, ModelSource
 from pytest_medprobe.models.families import make_adapter
+from pytest_medprobe.naming import mention, mention_full
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +28,8 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") or device == "balanced":
         if not torch.cuda.is_available():
             raise ModelLoadError(
-                f"{DEVICE.flag} {device}: CUDA is not available on this machine; use {DEVICE.flag} cpu or auto."
+                f"{mention('device')} {device}: CUDA is not available on this machine; use "
+                f"{mention('device')} cpu or auto."
             )
         if device == "balanced":
             return torch.device("cuda")
@@ -49,8 +50,8 @@ def device_map_for(device: str) -> str | None:
             import accelerate  # noqa: F401
         except ImportError:
             raise ModelLoadError(
-                f"{DEVICE.flag} {device}: spreading a model over several GPUs needs accelerate; "
-                f"pip install accelerate, or pick one GPU with {DEVICE.flag} cuda:<index>."
+                f"{mention('device')} {device}: spreading a model over several GPUs needs accelerate; "
+                f"pip install accelerate, or pick one GPU with {mention('device')} cuda:<index>."
             ) from None
         return "balanced"
     return None
@@ -72,7 +73,8 @@ def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
     if "mismatch" in str(exc):
         return (
-            f"{MODEL.flag} {source.name!r}: {source.directory / 'config.json'} disagrees with the weights' shapes "
+            f"{mention('model')} {source.name!r}: {source.directory / 'config.json'} disagrees with the "
+            "weights' shapes "
             f"({first_line}); the config was edited or belongs to another checkpoint. Re-download the "
             "checkpoint, or save config and weights together with save_pretrained."
         )
@@ -80,7 +82,7 @@ def _unloadable_weights_message(source: ModelSource, exc: BaseException) -> str:
 
     weights = ", ".join(sorted(p.name for p in source.directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)))
     return (
-        f"{MODEL.flag} {source.name!r}: the weight files in {source.directory} ({weights}) cannot be read "
+        f"{mention('model')} {source.name!r}: the weight files in {source.directory} ({weights}) cannot be read "
         f"({type(exc).__name__}: {first_line}); they are damaged or incomplete. Re-download the checkpoint "
         "(never load a file of unknown origin with weights_only=False)."
     )
@@ -128,19 +130,19 @@ def load_model(
         raise ModelLoadError(_unloadable_weights_message(source, exc)) from None
     except ImportError as exc:
         raise ModelLoadError(
-            f"{MODEL.flag} {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "
+            f"{mention('model')} {source.name!r}: loading the {source.model_type} checkpoint in {source.directory} "
             f"needs a package that is not installed: {exc}. Install it (pip install "
             "'pytest-medprobe[models]' brings what the supported families need)."
         ) from exc
     except (OSError, ValueError, KeyError) as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(
-                f"{MODEL.flag} {source.name!r}: the checkpoint in {source.directory} ships its own Python code "
+                f"{mention('model')} {source.name!r}: the checkpoint in {source.directory} ships its own Python code "
                 f"(an auto_map in its config files), which pytest-medprobe never runs on its own. If you "
-                f"trust it, pass {TRUST_REMOTE_CODE.flag} (ini {TRUST_REMOTE_CODE.ini}); the report will say so."
+                f"trust it, pass {mention_full('trust_remote_code')}; the report will say so."
             ) from exc
         raise ModelLoadError(
-            f"{MODEL.flag} {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
+            f"{mention('model')} {source.name!r}: could not load the checkpoint in {source.directory}: {exc}. "
             "Check that the directory holds the complete checkpoint (weights and processor files)."
         ) from exc
     finally:
@@ -154,7 +156,7 @@ def load_model(
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         raise ModelLoadError(
-            f"{MODEL.flag} {source.name!r}: the processor in {source.directory} has no tokenizer; "
+            f"{mention('model')} {source.name!r}: the processor in {source.directory} has no tokenizer; "
             "save the processor together with the model (processor.save_pretrained(DIR))."
         )
     # Left padding puts every prompt's last token in the last column, which is where

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_medprobe.config import MODEL, OFFLINE, TRUST_REMOTE_CODE
 from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.models.base import ModelSource
 from pytest_medprobe.models.builtin import BUILTIN_MODELS, materialize_builtin
@@ -38,6 +37,7 @@ from pytest_medprobe.models.families import (
 )
 from pytest_medprobe.models.hub import cached_snapshot, download_snapshot, hf_cache_dir, hub_offline
 from pytest_medprobe.models.identity import WEIGHT_SUFFIXES, checkpoint_fingerprint
+from pytest_medprobe.naming import mention, mention_full
 
 
 def known_models_text() -> str:
@@ -74,7 +74,7 @@ def models_listing() -> str:
         "Also accepted: NAME=DIR (a name with its weights in a directory) and DIR (a checkpoint",
         "directory; its family is read from config.json).",
         "bf16 GB is the weights alone in bfloat16; a batch's activations come on top.",
-        "answer is how the model's own answer is read unless --medprobe-answer-mode says otherwise.",
+        f"answer is how the model's own answer is read unless {mention('answer_mode')} says otherwise.",
         "",
         *families_listing(),
     ]
@@ -107,14 +107,14 @@ def preferred_answer_mode(spec: str) -> str:
 
 
 def _not_cached_message(entry: CatalogueEntry) -> str:
-    why = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if hub_offline() else f"{OFFLINE.flag} was given"
+    why = "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set" if hub_offline() else f"{mention('offline')} was given"
     return (
-        f"{MODEL.flag} {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
+        f"{mention('model')} {entry.name!r}: the weights of {entry.hub_id} are not in the local Hugging Face "
         f"cache (looked in {hf_cache_dir()}; set HF_HOME or HF_HUB_CACHE if yours lives elsewhere), "
         f"and downloading is off ({why}). Go online, or on a machine with internet run "
         f"`hf download {entry.hub_id}` (older huggingface_hub: `huggingface-cli download "
         f"{entry.hub_id}`) and copy the cache here, or pass the checkpoint folder as "
-        f"{MODEL.flag} {entry.name}=/path/to/checkpoint."
+        f"{mention('model')} {entry.name}=/path/to/checkpoint."
     )
 
 
@@ -154,11 +154,11 @@ def check_model_spec(
         return
     if path.exists():
         raise MedprobeUsageError(
-            f"{MODEL.flag} {spec!r}: {path} is a file, not a checkpoint directory; pass the folder "
+            f"{mention('model')} {spec!r}: {path} is a file, not a checkpoint directory; pass the folder "
             "that holds config.json and the weights."
         )
     raise MedprobeUsageError(
-        f"{MODEL.flag} {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
+        f"{mention('model')} {spec!r}: no such model name and no directory at {path.resolve()}; {known_models_text()}."
     )
 
 
@@ -168,7 +168,7 @@ def _check_family_supported(entry: CatalogueEntry) -> None:
         return
     advice = CUSTOM_CODE_MODEL_TYPES.get(entry.model_type)
     raise MedprobeUsageError(
-        f"{MODEL.flag} {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
+        f"{mention('model')} {entry.name!r}: {entry.hub_id} is a {entry.model_type} model, a family this version "
         f"of pytest-medprobe cannot audit{': ' + advice if advice else ''}. Supported model types: "
         f"{', '.join(tested_model_types())} and the other image-text-to-text families of transformers."
     )
@@ -187,7 +187,8 @@ def check_distinct_names(specs: tuple[str, ...]) -> None:
             continue
         if name in seen:
             raise MedprobeUsageError(
-                f"{MODEL.flag} {seen[name]!r} and {MODEL.flag} {spec!r} share the name {name!r}, which is one "
+                f"{mention('model')} {seen[name]!r} and {mention('model')} {spec!r} share the name "
+                f"{name!r}, which is one "
                 "release line in baselines (one entry, the second would replace the first); give each model "
                 "its own name: NAME=DIR."
             )
@@ -203,22 +204,22 @@ def _check_checkpoint(
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
         raise error(
-            f"{MODEL.flag} {spec!r}: {directory / 'config.json'} has no 'model_type'; re-save the "
+            f"{mention('model')} {spec!r}: {directory / 'config.json'} has no 'model_type'; re-save the "
             "checkpoint with save_pretrained."
         )
     if "auto_map" in config and not trust_remote_code:
         raise error(
-            f"{MODEL.flag} {spec!r}: the checkpoint in {directory} ships its own Python code (an auto_map "
+            f"{mention('model')} {spec!r}: the checkpoint in {directory} ships its own Python code (an auto_map "
             "in config.json), which pytest-medprobe never runs on its own, since it would execute "
-            f"with your permissions. If you trust it, pass {TRUST_REMOTE_CODE.flag} (ini "
-            f"{TRUST_REMOTE_CODE.ini}); the report will say so."
+            f"with your permissions. If you trust it, pass "
+            f"{mention_full('trust_remote_code')}; the report will say so."
         )
     remote_code = "auto_map" in config and trust_remote_code
     if adapter_class(model_type, remote_code) is None:
-        raise error(f"{MODEL.flag} {spec!r}: {_unsupported(model_type, directory)}")
+        raise error(f"{mention('model')} {spec!r}: {_unsupported(model_type, directory)}")
     if entry is not None and family_of(model_type) != family_of(entry.model_type):
         raise error(
-            f"{MODEL.flag} {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
+            f"{mention('model')} {spec!r}: {entry.name} is a {entry.model_type} model ({entry.hub_id}), but "
             f"{directory} holds a {model_type} checkpoint; pass the right folder, or name it "
             f"differently (another-name={directory}) if it is a different model."
         )
@@ -226,7 +227,7 @@ def _check_checkpoint(
         try:
             map_checkpoint(directory, config, model_type, remote_code)
         except ModelLoadError as exc:  # unmappable, or a registered adapter naming a path the model lacks
-            raise error(f"{MODEL.flag} {spec!r}: {exc}") from None
+            raise error(f"{mention('model')} {spec!r}: {exc}") from None
     from pytest_medprobe.models.weights import damaged_weights_message, weight_file_problem
 
     problems = {
@@ -268,17 +269,17 @@ def _read_config(directory: Path, spec: str, error: type[Exception]) -> dict[str
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise error(
-            f"{MODEL.flag} {spec!r}: no config.json in {directory.resolve()}; a checkpoint directory is "
+            f"{mention('model')} {spec!r}: no config.json in {directory.resolve()}; a checkpoint directory is "
             "what save_pretrained writes (config.json, weights, processor files)."
         )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise error(
-            f"{MODEL.flag} {spec!r}: {config_path} is not valid JSON ({exc}); re-save the checkpoint."
+            f"{mention('model')} {spec!r}: {config_path} is not valid JSON ({exc}); re-save the checkpoint."
         ) from None
     if not isinstance(config, dict):
-        raise error(f"{MODEL.flag} {spec!r}: {config_path} is not a transformers config; re-save the checkpoint.")
+        raise error(f"{mention('model')} {spec!r}: {config_path} is not a transformers config; re-save the checkpoint.")
     return config
 
 
@@ -300,7 +301,7 @@ def resolve_model_source(spec: str, cache_dir: Path, trust_remote_code: bool = F
     weights = [p for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
     if not weights:
         raise ModelLoadError(
-            f"{MODEL.flag} {spec!r}: no weight files (*.safetensors, *.bin) in {directory}; copy the "
+            f"{mention('model')} {spec!r}: no weight files (*.safetensors, *.bin) in {directory}; copy the "
             "complete checkpoint, or save it again with save_pretrained."
         )
     return ModelSource(

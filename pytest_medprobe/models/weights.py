@@ -13,7 +13,7 @@ import json
 import struct
 from pathlib import Path
 
-from pytest_medprobe.config import MODEL
+from pytest_medprobe.naming import mention
 
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the format's own limit on the JSON header
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
@@ -67,6 +67,6 @@ def _safetensors_problem(stream: object, head: bytes, size: int) -> str | None:
 def damaged_weights_message(spec: str, directory: Path, problems: dict[str, str]) -> str:
     listed = "; ".join(f"{directory / name} {problem}" for name, problem in problems.items())
     return (
-        f"{MODEL.flag} {spec!r}: damaged weight file: {listed}. Re-download the checkpoint (or copy it again "
+        f"{mention('model')} {spec!r}: damaged weight file: {listed}. Re-download the checkpoint (or copy it again "
         "completely); pytest-medprobe never loads weights it cannot verify are whole."
     )
