@@ -150,6 +150,9 @@ def probe(
 ) -> ProbeReport:
     """Probe ``model`` layer by layer on ``dataset``: the probe curve, health, verdicts, answer.
 
+    (Its length is the keyword-only signature, one keyword per setting, and this docstring;
+    the body only turns the keywords into settings and hands them to ``AuditSession``.)
+
     ``model`` is a transformers image-text-to-text model already in memory (then pass its
     ``processor``; its identity is computed from its weights, config and processor, and
     ``device``/``dtype`` are the model's own), or a name or folder as ``--model`` takes it
