@@ -139,6 +139,8 @@ class FeatureCache:
 
         try:
             lock = acquire(lock_path, LOCK_TIMEOUT_S, timeout)
+        except CacheLockTimeout:  # a TimeoutError, hence an OSError: not an unwritable cache
+            raise
         except OSError as exc:  # a read-only cache, or a lock file of another user
             self._cannot_write(exc)
             yield
