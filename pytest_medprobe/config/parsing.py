@@ -111,9 +111,9 @@ def _parse_probe_device(raw: object, backend: str) -> str:
         raise _usage(PROBE_DEVICE, raw, "auto, cpu, cuda or cuda:<index>")
     if backend == "sklearn" and value not in ("auto", "cpu"):
         raise MedprobeUsageError(
-            f"{setting_names(PROBE_DEVICE)}: got {value!r}, but the sklearn probe backend "
-            f"({setting_names(PROBE_BACKEND)}) fits on the CPU only. Use {PROBE_BACKEND.flag}=torch "
-            f"to fit on {value}, or {PROBE_DEVICE.flag}=cpu."
+            f"{mention_full(PROBE_DEVICE.dest)}: got {value!r}, but the sklearn probe backend "
+            f"({mention_full(PROBE_BACKEND.dest)}) fits on the CPU only. Use {mention(PROBE_BACKEND.dest)}=torch "
+            f"to fit on {value}, or {mention(PROBE_DEVICE.dest)}=cpu."
         )
     return value
 

@@ -32,9 +32,9 @@ RENDERING = {
     "config",
     "report",
 }
-# Owned by issue 15's engineer while it is open (edits there are kept to imports): its two
-# messages still name DTYPE and REFRESH by flag.
-NOT_YET = {"probes.py"}
+# The probe backend, owned by another engineer while issue 15 is open (edits there are kept
+# to imports): a few of its messages still name flags (DTYPE, REFRESH, DEVICE, PROBE_DEVICE).
+NOT_YET = {"probes.py", "torch_probes.py"}
 SETTING_CONSTANTS = {name for name, value in vars(config).items() if isinstance(value, Setting)}
 FLAGS = {flag for setting in SETTINGS for flag in setting.flags}
 
@@ -79,7 +79,7 @@ def test_core_modules_name_settings_by_key_never_by_flag() -> None:
 
 
 def test_the_static_check_sees_a_flag() -> None:
-    assert _flag_uses(PACKAGE / "probes.py")  # the module left out above, as it is today
+    assert _flag_uses(PACKAGE / "probes.py")  # a module left out above, as it is today
     assert len(_core_modules()) > 40
 
 
