@@ -164,14 +164,7 @@ def test_the_report_carries_the_full_record_and_skip_rows_read_as_reasons(
     settings = document["settings"]
     assert settings["seed"] == 0 and settings["decision"] == "point"
     assert settings["thresholds"]["min_health"] == 1.0
-    assert settings["probe"] == {
-        "backend": "torch",
-        "c": 1.0,
-        "n_bootstrap": 200,
-        "c_grid": [],
-        "cv_folds": 5,
-        "device_requested": "auto",
-    }
+    assert settings["probe"] == {"backend": "torch", "c": 1.0, "n_bootstrap": 200}
     [run] = document["runs"]
     assert len(run["model"]["fingerprint"]) == 64 and len(run["dataset"]["fingerprint"]) == 64
     assert run["features"]["device"] == "cpu" and run["features"]["dtype"] == "float32"
