@@ -45,7 +45,7 @@ def _fault_variant(fault: str) -> Callable[[Path], Path]:
 
 def _wide_variant(variant: str | None) -> Callable[[Path], Path]:
     def materialize(directory: Path) -> Path:
-        from pytest_medprobe.zoo import export_wide
+        from pytest_medprobe.zoo.wide import export_wide
 
         return export_wide(directory, variant)
 

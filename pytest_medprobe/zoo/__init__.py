@@ -14,15 +14,6 @@ REFERENCE_NAME = "medprobe-tiny"
 SHIPPED_DIR = Path(__file__).resolve().parent / "medprobe-tiny"
 
 
-def export_wide(directory: Path, variant: str | None = None) -> Path:
-    """Write ``medprobe-tiny-wide`` (or one of its planted connectors) as a checkpoint directory."""
-    from pytest_medprobe.models.tiny_llava import save_checkpoint_atomically
-    from pytest_medprobe.zoo.wide import build_wide
-
-    model, processor = build_wide(variant)
-    return save_checkpoint_atomically(model, processor, Path(directory))
-
-
 def fault_names() -> tuple[str, ...]:
     from pytest_medprobe.zoo.faults import FAULTS
 

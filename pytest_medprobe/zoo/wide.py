@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pytest_medprobe.zoo.faults import KEPT_CONNECTOR_INPUTS
@@ -195,3 +196,11 @@ def connector_features(models: Mapping[str, Any], processor: Any, images: Any) -
         for name, model in models.items():
             features[name] = model.model.multi_modal_projector(tokens).mean(dim=1).double().numpy()
     return features
+
+
+def export_wide(directory: Path, variant: str | None = None) -> Path:
+    """Write ``medprobe-tiny-wide`` (or one of its planted connectors) as a checkpoint directory."""
+    from pytest_medprobe.models.tiny_llava import save_checkpoint_atomically
+
+    model, processor = build_wide(variant)
+    return save_checkpoint_atomically(model, processor, Path(directory))
