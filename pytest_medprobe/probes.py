@@ -22,6 +22,7 @@ from pytest_medprobe import stages
 from pytest_medprobe.config import DTYPE, PROBE_BACKENDS, REFRESH
 from pytest_medprobe.curve import ProbeCurve
 from pytest_medprobe.errors import NonFiniteFeaturesError
+from pytest_medprobe.naming import mention, mention_full
 from pytest_medprobe.whitening import whiten
 
 
@@ -189,7 +190,7 @@ def _check_finite(array: np.ndarray, stage: str, split: str) -> None:
     raise NonFiniteFeaturesError(
         f"stage {stage!r} has {n_nan} NaN and {n_inf} infinite values in the {split} split "
         f"({values.size} values), so it cannot be probed. This usually means an overflow in "
-        f"float16: try {DTYPE.flag}=float32 or {DTYPE.flag}=bfloat16 (ini {DTYPE.ini})."
+        f"float16: set {mention_full(DTYPE.dest)} to float32 or bfloat16."
     )
 
 
@@ -199,7 +200,7 @@ def _check_rows(array: np.ndarray, expected: int, what: str, source: str) -> Non
     if len(array) != expected:
         raise ValueError(
             f"{what} has {len(array)} rows but there are {expected} {source}; features, labels "
-            f"and answers must describe the same images (a stale feature cache? try {REFRESH.flag})"
+            f"and answers must describe the same images (a stale feature cache? try {mention(REFRESH.dest)})"
         )
 
 

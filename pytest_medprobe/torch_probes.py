@@ -33,6 +33,7 @@ from pytest_medprobe import cv
 from pytest_medprobe.config import DEVICE, PROBE_DEVICE
 from pytest_medprobe.errors import MedprobeUsageError
 from pytest_medprobe.lbfgs import Features, Problems, Runner, full_logits, logits, solve
+from pytest_medprobe.naming import mention
 
 if TYPE_CHECKING:
     import torch
@@ -66,8 +67,8 @@ def resolve_probe_device(probe_device: str, audit_device: str) -> str:
         return str(resolve_device(audit_device))
     if probe_device.startswith("cuda") and not torch.cuda.is_available():
         raise MedprobeUsageError(
-            f"{PROBE_DEVICE.flag} {probe_device}: CUDA is not available on this machine; use "
-            f"{PROBE_DEVICE.flag} cpu, or auto to fit where {DEVICE.flag} runs the model."
+            f"{mention(PROBE_DEVICE.dest)} {probe_device}: CUDA is not available on this machine; use "
+            f"{mention(PROBE_DEVICE.dest)} cpu, or auto to fit where {mention(DEVICE.dest)} runs the model."
         )
     return probe_device
 

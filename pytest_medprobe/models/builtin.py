@@ -1,14 +1,31 @@
 """The built-in models: those that ship with the package or are built locally on first use.
 
 The reference model ``medprobe-tiny`` (shipped), its planted-fault variants (derived from
-it once per cache) and a random-init ``tiny-llava`` (built once per cache).
+it once per cache) and a random-init ``tiny-llava`` (built once per cache). A built model's
+folder is named by the content of its recipe (the shipped weights, the source that builds
+it, the torch and transformers versions), so a cache built by an older release is never
+served for a variant whose recipe has changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
 from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# Every file whose content decides what a built model holds: the shipped reference weights
+# and the modules that derive or build the others from them.
+RECIPE_SOURCES = (
+    "zoo/__init__.py",
+    "zoo/faults.py",
+    "zoo/wide.py",
+    "zoo/medprobe-tiny",
+    "models/tiny_llava.py",
+)
 
 
 @dataclass(frozen=True)
@@ -90,10 +107,28 @@ def _builtin_models() -> dict[str, BuiltinModel]:
 BUILTIN_MODELS: dict[str, BuiltinModel] = _builtin_models()
 
 
+@cache
+def recipe_digest() -> str:
+    """A short sha256 of everything that decides the content of a built model.
+
+    Hashing the 1.2 MB of shipped weights and a few sources takes milliseconds, once per process.
+    """
+    digest = hashlib.sha256()
+    for relative in RECIPE_SOURCES:
+        path = PACKAGE_DIR / relative
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    for distribution in ("torch", "transformers"):  # random init and the saved format
+        digest.update(f"{distribution}=={metadata.version(distribution)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def materialize_builtin(builtin: BuiltinModel, cache_dir: Path) -> Path:
-    """The checkpoint directory of a built-in model, built or derived once per cache."""
+    """The checkpoint directory of a built-in model, built or derived once per cache and recipe."""
     # Names may hold ':' (variants); the folder name must not.
-    directory = cache_dir / "models" / builtin.name.replace(":", "-")
+    directory = cache_dir / "models" / f"{builtin.name.replace(':', '-')}-{recipe_digest()}"
     if not builtin.writes_cache:
         return builtin.locate(directory)
     if (directory / "config.json").is_file():
