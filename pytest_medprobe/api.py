@@ -173,6 +173,9 @@ def probe(
         report = mp.probe(model, AutoProcessor.from_pretrained(folder), "synthetic-lesions")
         print(report.curve, report.health.health, report.root_cause)
         assert report.verdicts.connector_fidelity.passed, report.verdicts.connector_fidelity.message
+
+    Long because its body is the table that maps each keyword to the setting of the same
+    name, in plain sight; the work itself is in ``_probe_in_memory`` and the session.
     """
     from pytest_medprobe.pairs import Pair
     from pytest_medprobe.preflight import check_sources

@@ -32,6 +32,9 @@ def fit_one(
 
     Returns the test predictions ``[n_test]`` int64, whether the solver converged, and the
     probe's C (``c``, the single value of ``c_grid``, or the one cross-validation chose).
+
+    Long because it is the reference protocol written out step by step (scaler, one fit or
+    LogisticRegressionCV, convergence warnings routed to the curve), so it reads like the spec.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV

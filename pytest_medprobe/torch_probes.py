@@ -222,6 +222,9 @@ def fit_stages(
     "cuda:1"). ``threads``: how many feature products run at once on the CPU (default:
     torch's thread count); everything else runs on one torch thread, and torch's setting is
     restored afterwards.
+
+    Long because it is the backend's one entry point: it checks, batches, places on the
+    device and dispatches to the single-C or cross-validated solve, each step a call.
     """
     fit_y = np.asarray(fit_y, dtype=np.int64)
     classes = np.unique(fit_y)

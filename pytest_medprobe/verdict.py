@@ -216,6 +216,9 @@ def make_verdict(
 
         make_verdict(mode="lesion_survives", statistic=probe_curve.loss("connector", "llm.2"),
                      threshold=0.05, bound="max", segment=("connector", "llm.2"), setting="max_layer_drop")
+
+    Long because a third of it is the keyword-only signature a user audit fills in, and the
+    rest builds the one readable message in the order it reads (value, interval, bound, advice).
     """
     low = float(getattr(statistic, "low", statistic) if low is None else low)
     high = float(getattr(statistic, "high", statistic) if high is None else high)

@@ -142,7 +142,12 @@ def summary_html(
     duplicates: Mapping[str, str] | None = None,
 ) -> str:
     """The summary section: the models × datasets heat map of health, a table of every pair, and
-    per dataset one plot overlaying the probe curves of all its models on a normalized depth axis."""
+    per dataset one plot overlaying the probe curves of all its models on a normalized depth axis.
+
+    Long because it lays the section out in page order (heat map, pair table, subgroups,
+    diagnoses, plots, notes) from one sorted list of results; the heat map, plots and
+    tables each come from their own helper, only the pair table's rows are built here.
+    """
     from pytest_medprobe.failure_modes import cause_modes
     from pytest_medprobe.report.diagnoses import diagnoses_table
     from pytest_medprobe.report.json_results import run_record
