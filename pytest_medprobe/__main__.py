@@ -99,8 +99,8 @@ def _extract(arguments: argparse.Namespace) -> int:
     from pytest_medprobe.commands import ALL_PAIRS_FLAG, SHARD_FLAG
     from pytest_medprobe.config import EXTRACT_SETTINGS, resolve_settings
     from pytest_medprobe.errors import MedprobeUsageError
+    from pytest_medprobe.launcher import launcher_rank
     from pytest_medprobe.preflight import check_sources
-    from pytest_medprobe.ranks import launcher_rank
     from pytest_medprobe.session import AuditSession
     from pytest_medprobe.shards import Shard, rank_device
 

@@ -38,6 +38,7 @@ from pytest_medprobe.mode_registry import (
     cause_modes,
     evaluate,
     judge_segments,
+    probe_loss,
     register_failure_mode,
     regression_statistics,
     statistic_names,
@@ -50,7 +51,7 @@ from pytest_medprobe.verdict import Bound, Verdict, accepting_threshold, combine
 from pytest_medprobe.verdict import setting_ref as _ref
 
 if TYPE_CHECKING:
-    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.curve import Difference, ProbeCurve
     from pytest_medprobe.health import HealthScores
 
 __all__ = [
@@ -98,37 +99,22 @@ def _largest_drop(curve: ProbeCurve) -> tuple[str, Segment, float, np.ndarray]:
     return "largest decoder-layer drop", pairs[worst], max(drops), samples
 
 
+def _whitened_loss(mode: FailureMode, curve: ProbeCurve, a: str, b: str) -> tuple[Difference, str]:
+    """Audit 2's reading of a connector pair: the loss of the whitened probes (metrics.md §2,
+    "Whitened probes"), which a lossless widening cannot fake; the standardized probes' loss
+    on a curve built without them."""
+    whitened = curve.whitened_loss(a, b)
+    if whitened is None:
+        return probe_loss(mode, curve, a, b)
+    scores = curve.whitened_scores
+    return whitened, f"{a} {_num(scores[a])} → {b} {_num(scores[b])} (whitened probes), loss {_num(whitened)}"
+
+
 def _judge_connector(
     mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
 ) -> Verdict:
-    """Audit 2: per connector pair, the loss of the whitened probes (metrics.md §2, "Whitened
-    probes"), which a lossless widening cannot fake; the standardized probes' loss on a curve
-    built without them."""
-    parts = []
-    for a, b in mode.segments(curve):
-        whitened = curve.whitened_loss(a, b)
-        statistic = curve.loss(a, b) if whitened is None else whitened
-        if whitened is None:
-            observed = _transition(curve, a, b, mode.statistic_name) + _num(statistic)
-        else:
-            scores = curve.whitened_scores
-            observed = f"{a} {_num(scores[a])} → {b} {_num(scores[b])} (whitened probes), loss {_num(statistic)}"
-        parts.append(
-            make_verdict(
-                mode=mode.name,
-                title=mode.title,
-                statistic=statistic,
-                threshold=_threshold(mode, thresholds),
-                bound=mode.bound,
-                decision=decision,
-                segment=(a, b),
-                setting=mode.setting,
-                observed=observed,
-                what=mode.what(a, b) if callable(mode.what) else mode.what,
-                advice=mode.advice,
-            )
-        )
-    return combine_verdicts(mode.name, parts, mode.title)
+    """Audit 2: per connector pair, the loss of the whitened probes."""
+    return judge_segments(mode, curve, health, thresholds, decision, measure=_whitened_loss)
 
 
 def _judge_vision(

@@ -21,7 +21,7 @@ from pytest_medprobe.thresholds import Decision, Thresholds
 from pytest_medprobe.verdict import Bound, Verdict, combine_verdicts, make_verdict, with_power
 
 if TYPE_CHECKING:
-    from pytest_medprobe.curve import ProbeCurve
+    from pytest_medprobe.curve import Difference, ProbeCurve
     from pytest_medprobe.health import HealthScores
 
 Better = Literal["higher", "lower"]
@@ -116,13 +116,28 @@ def _threshold(mode: FailureMode, thresholds: Thresholds, key: str | None = None
     return value
 
 
+# How a judge reads one segment ``(a, b)`` of the curve: the statistic and how the message shows it.
+SegmentMeasure = Callable[["FailureMode", "ProbeCurve", str, str], "tuple[Difference, str]"]
+
+
+def probe_loss(mode: FailureMode, curve: ProbeCurve, a: str, b: str) -> tuple[Difference, str]:
+    """The standard reading of a segment: the probe score lost from ``a`` to ``b`` (gained, for a min bound)."""
+    statistic = curve.loss(a, b) if mode.bound == "max" else curve.loss(b, a)
+    return statistic, _transition(curve, a, b, mode.statistic_name) + _num(statistic)
+
+
 def judge_segments(
-    mode: FailureMode, curve: ProbeCurve, health: HealthScores, thresholds: Thresholds, decision: Decision
+    mode: FailureMode,
+    curve: ProbeCurve,
+    health: HealthScores,
+    thresholds: Thresholds,
+    decision: Decision,
+    measure: SegmentMeasure = probe_loss,
 ) -> Verdict:
-    """The generic judge: one sub-check per segment, combined."""
+    """The generic judge: one sub-check per segment, read by ``measure``, combined."""
     parts = []
     for a, b in mode.segments(curve):
-        statistic = curve.loss(a, b) if mode.bound == "max" else curve.loss(b, a)
+        statistic, observed = measure(mode, curve, a, b)
         parts.append(
             make_verdict(
                 mode=mode.name,
@@ -133,7 +148,7 @@ def judge_segments(
                 decision=decision,
                 segment=(a, b),
                 setting=mode.setting,
-                observed=_transition(curve, a, b, mode.statistic_name) + _num(statistic),
+                observed=observed,
                 what=mode.what(a, b) if callable(mode.what) else mode.what,
                 advice=mode.advice,
             )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_medprobe.commands import ALL_PAIRS_FLAG, all_pairs_command
-from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+from pytest_medprobe.errors import MedprobeError
 from pytest_medprobe.files import atomic_write_text
 from pytest_medprobe.locks import LOCK_TIMEOUT_S, acquire, held, is_held
 
@@ -40,23 +40,6 @@ CLAIMS_DIR = "claims"
 
 class OrphanedPairs(MedprobeError):
     """Pairs an ``extract --all-pairs`` rank claimed, then died without writing."""
-
-
-def launcher_rank(environ: Mapping[str, str]) -> tuple[int, int] | None:
-    """``(RANK, WORLD_SIZE)`` set by torchrun, Slurm through torchrun, accelerate launch...; None alone."""
-    if "RANK" not in environ or "WORLD_SIZE" not in environ:
-        return None
-    try:
-        rank, world = int(environ["RANK"]), int(environ["WORLD_SIZE"])
-    except ValueError:
-        raise MedprobeUsageError(
-            f"RANK={environ['RANK']!r}, WORLD_SIZE={environ['WORLD_SIZE']!r}: not whole numbers."
-        ) from None
-    if world <= 1:
-        return None
-    if not 0 <= rank < world:
-        raise MedprobeUsageError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world}).")
-    return rank, world
 
 
 def assign_models(sizes: Sequence[tuple[str, int]], world: int) -> list[list[str]]:

@@ -29,6 +29,7 @@ import numpy as np
 from pytest_medprobe.cache import read_bank
 from pytest_medprobe.commands import SHARD_FLAG, extract_command
 from pytest_medprobe.errors import MedprobeError, MedprobeUsageError
+from pytest_medprobe.launcher import launcher_rank
 from pytest_medprobe.locks import LOCK_TIMEOUT_S, held, is_held
 from pytest_medprobe.naming import mention
 
@@ -85,16 +86,8 @@ class Shard:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Shard | None:
         """This rank's shard under torchrun / accelerate launch (``RANK``, ``WORLD_SIZE``); None alone."""
-        if "RANK" not in environ or "WORLD_SIZE" not in environ:
-            return None
-        try:
-            rank, world = int(environ["RANK"]), int(environ["WORLD_SIZE"])
-        except ValueError:
-            raise MedprobeUsageError(
-                f"RANK={environ['RANK']!r}, WORLD_SIZE={environ['WORLD_SIZE']!r}: not whole numbers; "
-                f"pass {SHARD_FLAG} I/N instead."
-            ) from None
-        return None if world <= 1 else cls(rank, world)
+        found = launcher_rank(environ, instead=f"pass {SHARD_FLAG} I/N instead")
+        return None if found is None else cls(*found)
 
 
 def _lock_path(folder: Path) -> Path:
