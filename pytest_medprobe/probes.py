@@ -190,7 +190,8 @@ def _check_finite(array: np.ndarray, stage: str, split: str) -> None:
     raise NonFiniteFeaturesError(
         f"stage {stage!r} has {n_nan} NaN and {n_inf} infinite values in the {split} split "
         f"({values.size} values), so it cannot be probed. This usually means an overflow in "
-        f"float16: set {mention_full(DTYPE.dest)} to float32 or bfloat16."
+        f"float16: try {mention(DTYPE.dest)}=float32 or {mention(DTYPE.dest)}=bfloat16 "
+        f"(the setting in full: {mention_full(DTYPE.dest)})."
     )
 
 
