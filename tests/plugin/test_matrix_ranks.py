@@ -23,11 +23,11 @@ import pytest
 from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, DATASET, JSON, MAX_SAMPLES, MODEL
 from pytest_medprobe.matrix import INJECT_OOM_ENV
 from pytest_medprobe.ranks import ALL_PAIRS_FLAG, assign_models
+from tests.processes import finish
 
 SETTINGS = (f"{MAX_SAMPLES.flag}=12", f"{BATCH_SIZE.flag}=8")
 AUDIT_OPTIONS = (*SETTINGS, f"{BOOTSTRAP.flag}=50", "-p", "no:cacheprovider")
 FORWARD_PASSES = 4
-TIMEOUT_S = 300.0
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -57,19 +57,9 @@ def _start(arguments: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]
     )
 
 
-def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{process.args!r} did not finish within {TIMEOUT_S:g} s:\n{output[-3000:]}", pytrace=False)
-    return process.returncode, output
-
-
 def _audit(folder: Path, matrix: list[str], name: str) -> tuple[int, str, dict[str, Any]]:
     results = folder / f"{name}.json"
-    status, output = _finish(
+    status, output = finish(
         _start(["-m", "pytest", str(folder), *matrix, *AUDIT_OPTIONS, f"{JSON.flag}={results}"], folder)
     )
     assert results.is_file(), output[-3000:]
@@ -97,7 +87,7 @@ def test_two_ranks_extract_each_pair_once_and_the_audit_run_then_matches_a_singl
     command = ["-m", "pytest_medprobe", "extract", ALL_PAIRS_FLAG, *matrix]
 
     ranks = [_start(command, tmp_path, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)) for rank in (0, 1)]
-    finished = [_finish(process) for process in ranks]
+    finished = [finish(process) for process in ranks]
 
     for status, output in finished:
         assert status == 0, output[-3000:]
@@ -151,7 +141,7 @@ def test_when_a_rank_dies_the_audit_run_lists_its_missing_pairs_and_the_command_
     command = next(line.strip() for line in message.splitlines() if line.strip().startswith("python -m"))
     assert f"{MODEL.flag}={models[1]}" in command and f"{MODEL.flag}={models[0]}" not in command
 
-    status, output = _finish(_start(shlex.split(command)[1:], tmp_path))
+    status, output = finish(_start(shlex.split(command)[1:], tmp_path))
 
     assert status == 0, output[-3000:]
     assert f"{models[1]} × synthetic-lesions: extracted ({FORWARD_PASSES} forward passes" in output

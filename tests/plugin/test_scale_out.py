@@ -32,6 +32,7 @@ from pytest_medprobe.config import BATCH_SIZE, BOOTSTRAP, CACHE, JSON, MAX_SAMPL
 from pytest_medprobe.extract import FeatureBank
 from pytest_medprobe.session import AuditSession, Pair
 from pytest_medprobe.shards import IncompleteShards, Shard, extract_shard
+from tests.processes import finish
 from tests.results import ON_THE_CPU, without_invocation
 
 AUDITS_DIR = Path(__file__).resolve().parents[2] / "audits"
@@ -41,7 +42,6 @@ FORWARD_PASSES = 2 * -(-SAMPLES // BATCH)
 EXTRACT_OPTIONS = (f"{MAX_SAMPLES.flag}={SAMPLES}", f"{BATCH_SIZE.flag}={BATCH}")
 AUDIT_OPTIONS = (*EXTRACT_OPTIONS, f"{BOOTSTRAP.flag}=100", "-p", "no:cacheprovider")
 THREADS = 1  # torch threads of every extraction here (another count sums in another order: ~1e-6 apart)
-TIMEOUT_S = 300.0  # far above any run here (seconds): reached only when something hangs
 PAIR = Pair("medprobe-tiny", "synthetic-lesions")
 
 
@@ -65,16 +65,6 @@ def _start(command: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{process.args!r} did not finish within {TIMEOUT_S:g} s:\n{output[-3000:]}", pytrace=False)
-    return process.returncode, output
-
-
 def _extract_command(cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pytest_medprobe", "extract", f"{CACHE.flag}={cache}", *EXTRACT_OPTIONS, *extra]
 
@@ -93,7 +83,7 @@ def _audit(folder: Path, cache: Path, name: str, *extra: str) -> tuple[int, str,
     results = folder / f"{name}.json"
     command = [sys.executable, "-m", "pytest", str(folder), f"{CACHE.flag}={cache}", f"{JSON.flag}={results}"]
     command.append(f"{SAVE_BASELINE.flag}={folder / f'{name}.baseline.json'}")
-    status, output = _finish(_start([*command, *AUDIT_OPTIONS, *extra], folder))
+    status, output = finish(_start([*command, *AUDIT_OPTIONS, *extra], folder))
     assert results.is_file(), output[-3000:]
     return status, output, json.loads(results.read_text(encoding="utf-8"))
 
@@ -166,7 +156,7 @@ def test_two_shard_processes_write_the_arrays_of_one_process_and_the_audits_then
         _start(_extract_command(cache, f"{SHARD_FLAG}=0/2"), tmp_path),
         _start(_extract_command(cache), tmp_path, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1"),
     ]
-    finished = [_finish(process) for process in processes]
+    finished = [finish(process) for process in processes]
 
     for status, output in finished:
         assert status == 0, output[-3000:]
@@ -223,7 +213,7 @@ def test_a_missing_shard_fails_the_audits_with_what_exists_what_is_missing_and_t
     assert {outcome for nodeid, outcome in outcomes.items() if "test_subgroups" in nodeid} == {"skipped"}
 
     # The command from the message, as printed (with this interpreter), completes the entry.
-    status, output = _finish(_start([sys.executable, *shlex.split(command)[1:]], tmp_path))
+    status, output = finish(_start([sys.executable, *shlex.split(command)[1:]], tmp_path))
 
     assert status == 0, output
     assert f"merged into cache entry {key[:12]}" in output
