@@ -11,10 +11,8 @@ which is scikit-learn's ``LogisticRegression(C=C_r)`` objective on the rows' n_r
 Three or more classes: the multinomial loss, one weight vector per class. Two classes:
 the binary loss with one weight vector, as scikit-learn fits it.
 
-Rows are ordered stage by stage, so the rows of one stage are contiguous and share one
-product with that stage's features: ``[P·K', d] @ [d, n]`` for the P problems of a stage
-(a grid of C × CV folds) reads the features once, where P separate fits would read them
-P times. On two CPU cores that turns a memory-bound product into a compute-bound one.
+Rows are ordered stage by stage, so that the rows of one stage share one product with
+its features (``stage_features``).
 
 L-BFGS with 10 correction pairs (scipy's maxcor), stopped per row by scipy's rules as
 scikit-learn runs them: the largest gradient entry at most ``tol`` (1e-4), or a relative
@@ -34,11 +32,13 @@ on the features' device, so the same code runs on a CPU or a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from pytest_medprobe.stage_features import Features, full_logits, logits
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +50,6 @@ LINE_SEARCH_RTOL = 1e-3  # stop when the slope along the direction fell 1000-fol
 # Finished rows leave the batch once this share of it has finished: not one by one, since
 # compacting the state costs a copy of it.
 RETIRE_SHARE = 0.25
-
-Runner = Callable[[Callable[[int], None], Sequence[int]], None]  # runs a job on each of some items
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,16 @@ class Problems:
     sample_weights: torch.Tensor  # [R, n] float64, each row summing to 1 (may be an expanded view)
     stage_of: tuple[int, ...]  # [R] the stage each row reads, non-decreasing
 
+    def span(self, first: int, stop: int) -> Problems:
+        """The problems of rows ``first`` .. ``stop - 1`` (views, no copy)."""
+        return Problems(
+            targets=self.targets,
+            binary=self.binary,
+            l2=self.l2[first:stop],
+            sample_weights=self.sample_weights[first:stop],
+            stage_of=self.stage_of[first:stop],
+        )
+
     def rows(self, keep: torch.Tensor) -> Problems:
         """The problems of the rows ``keep`` (a [R'] index tensor), in order."""
         kept = keep.tolist()
@@ -79,76 +87,6 @@ class Problems:
 
 
 @dataclass(frozen=True)
-class Features:
-    """Standardized features ``x: [S, n, d]`` float32 of a batch of stages, and their products.
-
-    ``run`` runs one product per stage (a thread pool for large stages on a CPU);
-    ``batched``: while every stage has the same number of rows, one batched product
-    (small stages: saves the Python overhead of one call per stage).
-    """
-
-    x: torch.Tensor
-    run: Runner
-    batched: bool
-
-    def logits(self, stage_of: Sequence[int], weights: torch.Tensor, needed: Sequence[bool]) -> torch.Tensor:
-        """``weights: [R, K', d]`` times each row's stage features: ``[R, K', n]`` (rows not ``needed``: 0)."""
-        # w @ xᵀ rather than x @ wᵀ: with K' this narrow, that order ran 3-4x faster here.
-        return self._per_stage(stage_of, weights, needed, self.x.shape[1], lambda x: x.transpose(-1, -2))
-
-    def gradient(self, stage_of: Sequence[int], residual: torch.Tensor, needed: Sequence[bool]) -> torch.Tensor:
-        """``residual: [R, K', n]`` times each row's stage features: ``[R, K', d]`` (rows not ``needed``: 0)."""
-        # residual @ x rather than xᵀ @ residualᵀ: the same product, 7x faster here.
-        return self._per_stage(stage_of, residual, needed, self.x.shape[2], lambda x: x)
-
-    def _per_stage(
-        self,
-        stage_of: Sequence[int],
-        left: torch.Tensor,
-        needed: Sequence[bool],
-        width: int,
-        right: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
-        import torch
-
-        n_rows, n_out = left.shape[0], left.shape[1]
-        groups = _stage_groups(stage_of)
-        n_stages = self.x.shape[0]
-        sizes = {stop - start for _, start, stop in groups}
-        if self.batched and len(groups) == n_stages and len(sizes) == 1:
-            per = sizes.pop()
-            return left.reshape(n_stages, per * n_out, -1).bmm(right(self.x)).reshape(n_rows, n_out, width)
-        out = torch.zeros((n_rows, n_out, width), dtype=self.x.dtype, device=self.x.device)
-
-        def product(group: int) -> None:
-            stage, start, stop = groups[group]
-            rows = [row for row in range(start, stop) if needed[row]]
-            if not rows:
-                return
-            if len(rows) == stop - start:
-                block = left[start:stop].reshape(-1, left.shape[2])
-                torch.mm(block, right(self.x[stage]), out=out[start:stop].view(-1, width))
-            else:
-                index = torch.tensor(rows, device=self.x.device)
-                block = left.index_select(0, index).reshape(-1, left.shape[2])
-                out.index_copy_(0, index, torch.mm(block, right(self.x[stage])).reshape(len(rows), n_out, width))
-
-        self.run(product, range(len(groups)))
-        return out
-
-
-def _stage_groups(stage_of: Sequence[int]) -> list[tuple[int, int, int]]:
-    """``(stage, first row, end row)`` of each run of rows reading one stage."""
-    groups: list[tuple[int, int, int]] = []
-    for row, stage in enumerate(stage_of):
-        if groups and groups[-1][0] == stage:
-            groups[-1] = (stage, groups[-1][1], row + 1)
-        else:
-            groups.append((stage, row, row + 1))
-    return groups
-
-
-@dataclass(frozen=True)
 class Solution:
     """Every row's fit at each C of its path: ``theta [R, G, K', d + 1]`` (weights, then
     intercept), its logits on the fit samples ``z [R, G, K', n]``, and ``converged``,
@@ -158,28 +96,6 @@ class Solution:
     z: torch.Tensor
     converged: torch.Tensor
     n_iter: torch.Tensor
-
-
-def full_logits(z: torch.Tensor, binary: bool) -> torch.Tensor:
-    """``z: [R, K', n]`` → ``[R, K, n]``: the binary model's class 0 has logit 0."""
-    import torch
-
-    return torch.cat([torch.zeros_like(z[:, :1]), z], dim=1) if binary else z
-
-
-def logits(
-    features: Features, stage_of: Sequence[int], theta: torch.Tensor, needed: Sequence[bool] | None = None
-) -> torch.Tensor:
-    """Logits ``[R, K', n]`` float64 of the rows under ``theta: [R, K', d + 1]``.
-
-    Rows not ``needed`` (default: rows of ``theta`` that are all zero, such as a finished
-    row's direction) cost no product. Logits are class-major: softmax over a short leading
-    axis ran 10x faster here than over a last axis of length K.
-    """
-    if needed is None:
-        needed = theta.flatten(1).ne(0).any(dim=1).tolist()
-    product = features.logits(stage_of, theta[..., :-1].to(features.x.dtype), needed)
-    return product.to(theta.dtype).add_(theta[..., -1:])
 
 
 def _objective(
@@ -197,12 +113,17 @@ def _objective(
     """
     import torch
 
-    weights = problems.sample_weights[:, None, :]  # [R, 1, n]
-    log_p = full_logits(z, problems.binary).log_softmax(dim=1)
-    loss = -(log_p * problems.targets * weights).sum(dim=(1, 2))
-    residual = (log_p.exp() - problems.targets) * weights  # d loss / d logits, [R, K, n]
-    if problems.binary:
-        residual = residual[:, 1:]
+    loss = torch.empty(len(z), dtype=z.dtype, device=z.device)
+    residual = torch.empty_like(z)  # d loss / d logits, [R, K', n]
+
+    def part(first: int, stop: int) -> None:
+        weights = problems.sample_weights[first:stop, None, :]  # [r, 1, n]
+        log_p = full_logits(z[first:stop], problems.binary).log_softmax(dim=1)
+        loss[first:stop] = -(log_p * problems.targets * weights).sum(dim=(1, 2))
+        share = log_p.exp_().sub_(problems.targets).mul_(weights)
+        residual[first:stop] = share[:, 1:] if problems.binary else share
+
+    features.in_parts(len(z), part)
     coef = theta[..., :-1]
     product = features.gradient(problems.stage_of, residual.to(features.x.dtype), active)
     # In place, into one buffer: these passes over [R, K', d] cost as much as the products
@@ -264,17 +185,21 @@ def _line_search(
     wd = _weight_dot(theta, direction)
     dd = _weight_dot(direction, direction)
     full_dz = full_logits(dz, problems.binary)
-    target_dz = ((problems.targets * full_dz).sum(dim=1) * weights).sum(dim=1)
+    # Each trial's slope and curvature are inner products of its probabilities with these,
+    # computed once: [R, K·n] each.
+    weighted_dz = (full_dz * weights[:, None, :]).flatten(1)
+    weighted_dz2 = (weighted_dz * full_dz.flatten(1)).flatten(1)
+    target_dz = torch.linalg.vecdot(problems.targets.flatten()[None, :], weighted_dz)
     lo = torch.zeros_like(start)
     hi = torch.full_like(start, float("inf"))
     done = slope0 >= 0  # no descent (a finished row has a zero direction): stay put
     t = torch.where(done, torch.zeros_like(start), start)
     for _ in range(LINE_SEARCH_STEPS):
-        p = full_logits(z + t[:, None, None] * dz, problems.binary).softmax(dim=1)
-        p_dz = (p * full_dz).sum(dim=1)  # [R, n]
-        slope = (p_dz * weights).sum(dim=1) - target_dz + l2 * (wd + t * dd)
-        spread = (p * full_dz.square()).sum(dim=1) - p_dz.square()
-        curvature = (spread * weights).sum(dim=1) + l2 * dd
+        p = full_logits(torch.addcmul(z, t[:, None, None], dz), problems.binary).softmax(dim=1)
+        p_dz = torch.linalg.vecdot(p, full_dz, dim=1)  # [R, n]
+        slope = torch.linalg.vecdot(p.flatten(1), weighted_dz) - target_dz + l2 * (wd + t * dd)
+        spread = torch.linalg.vecdot(p.flatten(1), weighted_dz2) - torch.linalg.vecdot(p_dz * p_dz, weights)
+        curvature = spread + l2 * dd
         done = done | (slope.abs() <= LINE_SEARCH_RTOL * slope0.abs())
         if bool(done.all()):
             break
@@ -315,8 +240,8 @@ def solve(
     out_converged = torch.zeros((n_rows, n_steps), dtype=torch.bool, device=device)
     out_iter = torch.zeros((n_rows, n_steps), dtype=torch.int64, device=device)
 
-    def small(grad: torch.Tensor) -> torch.Tensor:  # scipy's pgtol test, in scikit-learn's scale
-        return torch.linalg.vector_norm(grad.flatten(1), ord=float("inf"), dim=1) <= tol
+    def small(grad: torch.Tensor, asked: torch.Tensor) -> torch.Tensor:
+        return features.within(problems.stage_of, grad, tol, asked)
 
     alive = torch.arange(n_rows, device=device)  # the original row of each batch row
     step_of = torch.zeros(n_rows, dtype=torch.int64, device=device)  # where each row is on its path
@@ -328,7 +253,7 @@ def solve(
         theta = start.to(device=device, dtype=f64).clone()
         z = logits(features, problems.stage_of, theta)
     value, grad = _objective(features, problems, l2, theta, z, [True] * n_rows)
-    converged = small(grad)
+    converged = small(grad, torch.ones(n_rows, dtype=torch.bool, device=device))
     done = torch.zeros(n_rows, dtype=torch.bool, device=device)  # the whole path solved
     n_iter = torch.zeros(n_rows, dtype=torch.int64, device=device)
     gamma = torch.ones(n_rows, dtype=f64, device=device)
@@ -357,7 +282,7 @@ def solve(
                 n_iter = torch.where(moving, 0, n_iter)
                 gamma = torch.where(moving, 1.0, gamma)
                 history = [(step, change_, rho.masked_fill(moving, 0.0)) for step, change_, rho in history]
-                converged = torch.where(moving, small(grad), converged)
+                converged = torch.where(moving, small(grad, moving), converged)
                 continue  # a row may meet the rule at its next C at once
         n_done = int(done.sum())
         if n_done and n_done >= RETIRE_SHARE * len(alive):  # retire finished rows, not one by one
@@ -372,12 +297,27 @@ def solve(
         active_rows = active.tolist()
         first = n_iter == 0
         n_iter = n_iter + active
-        direction = _two_loop(grad, history, gamma).mul_(active[:, None, None])
+        direction = torch.empty_like(grad)
+
+        def directions(first: int, stop: int) -> None:
+            pairs = [(step[first:stop], change[first:stop], rho[first:stop]) for step, change, rho in history]
+            direction[first:stop] = _two_loop(grad[first:stop], pairs, gamma[first:stop])
+
+        features.in_parts(len(grad), directions)
+        direction.mul_(active[:, None, None])
         slope0 = _dot(grad, direction)
         dz = logits(features, problems.stage_of, direction, active_rows)
         # No curvature yet: start where scipy does, at a step of unit length.
         step0 = torch.where(first, 1.0 / _dot(direction, direction).sqrt().clamp_min(1e-300), torch.ones_like(slope0))
-        t = _line_search(z, dz, theta, direction, slope0, step0, problems, l2)
+        t = torch.empty_like(step0)
+
+        def search(first: int, stop: int) -> None:
+            t[first:stop] = _line_search(
+                z[first:stop], dz[first:stop], theta[first:stop], direction[first:stop], slope0[first:stop],
+                step0[first:stop], problems.span(first, stop), l2[first:stop],
+            )  # fmt: skip
+
+        features.in_parts(len(t), search)
         step = direction.mul_(t[:, None, None])
         theta, z = theta + step, z.addcmul_(t[:, None, None], dz)
         new_value, new_grad = _objective(features, problems, l2, theta, z, active_rows)
@@ -394,6 +334,6 @@ def solve(
         history = [*history[-(HISTORY - 1) :], (step.float(), change.float(), rho.float())]
         biggest = torch.maximum(torch.maximum(value.abs(), new_value.abs()), torch.ones_like(value))
         stalled = active & (value - new_value <= FTOL * biggest)  # scipy's ftol test
-        converged = converged | (active & small(new_grad)) | stalled
+        converged = converged | small(new_grad, active) | stalled
         value, grad = new_value, new_grad
     return Solution(theta=out_theta, z=out_z, converged=out_converged, n_iter=out_iter)

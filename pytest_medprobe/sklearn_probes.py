@@ -60,6 +60,7 @@ def fit_one(
             l1_ratios=(0.0,),  # L2 only; naming it keeps scikit-learn 1.9 from warning
             solver="lbfgs",
             max_iter=max_iter,
+            tol=cv.TOLERANCE,
             random_state=seed,
             use_legacy_attributes=False,  # C_ a float (the legacy default warns in 1.9)
         )

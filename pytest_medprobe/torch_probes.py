@@ -32,8 +32,10 @@ import numpy as np
 from pytest_medprobe import cv
 from pytest_medprobe.config import DEVICE, PROBE_DEVICE
 from pytest_medprobe.errors import MedprobeUsageError
-from pytest_medprobe.lbfgs import Features, Problems, Runner, full_logits, logits, solve
+from pytest_medprobe.lbfgs import Problems, solve
 from pytest_medprobe.naming import mention
+from pytest_medprobe.row_space import factorize
+from pytest_medprobe.stage_features import Features, Runner, full_logits, logits
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +55,7 @@ SMALL_PADDING = 1 << 19
 SOLVER_MEMORY = 1 << 30
 STATE_BYTES_PER_WEIGHT = 8 * 8 + 20 * 4  # plus 8 per C of the grid
 STATE_BYTES_PER_LOGIT = 8 * 8  # plus 8 per C of the grid
+SINGLE_C_TOLERANCE = 1e-4  # scikit-learn's default; with a C grid, cv.TOLERANCE
 
 
 def resolve_probe_device(probe_device: str, audit_device: str) -> str:
@@ -209,7 +212,7 @@ def fit_stages(
     cv_folds: int = 5,
     seed: int = 0,
     max_iter: int = 1000,
-    tol: float = 1e-4,
+    tol: float | None = None,
     device: str = "cpu",
     threads: int | None = None,
 ) -> dict[str, StageFit]:
@@ -218,7 +221,8 @@ def fit_stages(
     ``c``, ``max_iter`` and ``tol`` mean what they mean to ``LogisticRegression``. With two
     or more values in ``c_grid``, each stage's C is chosen among them by ``cv_folds``-fold
     stratified cross-validation (folds fixed by ``seed``; fewer folds when a class has fewer
-    fit samples) and ``c`` is not used. ``device`` is where the features go ("cpu", "cuda",
+    fit samples) and ``c`` is not used. ``tol`` by default: scikit-learn's 1e-4 for one C,
+    ``cv.TOLERANCE`` with a grid. ``device`` is where the features go ("cpu", "cuda",
     "cuda:1"). ``threads``: how many feature products run at once on the CPU (default:
     torch's thread count); everything else runs on one torch thread, and torch's setting is
     restored afterwards.
@@ -246,6 +250,8 @@ def fit_stages(
     folds = None
     if len(grid) > 1:
         folds = cv.stratified_folds(fit_y, cv.fold_count(fit_y, cv_folds), seed)
+    if tol is None:
+        tol = cv.TOLERANCE if folds is not None else SINGLE_C_TOLERANCE
     protocol = _Protocol(c=grid[0] if len(grid) == 1 else c, grid=grid, folds=folds, max_iter=max_iter, tol=tol)
     import torch
 
@@ -302,8 +308,11 @@ def _fit_all(
         large = fit_x.shape[1] * fit_x.shape[2] >= THREADED_PRODUCTS
         run, batched = (threaded, False) if large else (inline, True)
         fit = Features(fit_x, run, batched)
-        chosen, cv_scores, start, folds_converged = _cross_validate(fit, targets, binary, n_out, protocol, fit_y)
         n_fit = len(fit_y)
+        if _in_row_space(protocol, n_fit, min(widths[name] for name in names)):
+            coords, basis = factorize(fit_x, run)
+            fit = Features(coords, run, batched, basis)
+        chosen, cv_scores, start, folds_converged = _cross_validate(fit, targets, binary, n_out, protocol, fit_y)
         whole = Problems(
             targets=targets,
             binary=binary,
@@ -314,24 +323,37 @@ def _fit_all(
             stage_of=tuple(range(len(names))),
         )
         solution = solve(fit, whole, n_out, protocol.max_iter, protocol.tol, start=start)
+        theta = solution.theta[:, 0]
+        if fit.row_space is not None:  # back to the features' coordinates: W = Q·β
+            weights = fit.row_space.expand(range(len(names)), theta[..., :-1])
+            theta = torch.cat([weights, theta[..., -1:]], dim=2)
         del fit, fit_x
         test = Features(test_x, run, batched)
-        scores = full_logits(logits(test, range(len(names)), solution.theta[:, 0]), binary)  # [S, K, n_test]
+        scores = full_logits(logits(test, range(len(names)), theta), binary)  # [S, K, n_test]
         # argmax keeps the first of tied classes, as scikit-learn's predict does.
         picked = scores.argmax(dim=1).cpu().numpy()
-        theta = solution.theta[:, 0].cpu().numpy()
+        solved = theta.cpu().numpy()
         converged, n_iter = solution.converged[:, 0].cpu().numpy(), solution.n_iter[:, 0].cpu().numpy()
         for index, name in enumerate(names):
             results[name] = StageFit(
                 predictions=classes[picked[index]].astype(np.int64),
                 converged=bool(converged[index] and folds_converged[index]),
                 n_iter=int(n_iter[index]),
-                coef=theta[index, :, : widths[name]],
-                intercept=theta[index, :, -1],
+                coef=solved[index, :, : widths[name]],
+                intercept=solved[index, :, -1],
                 c=chosen[index],
                 cv_scores=tuple(float(score) for score in cv_scores[index]) if len(cv_scores) else (),
             )
     return {name: results[name] for name in inputs}
+
+
+def _in_row_space(protocol: _Protocol, n_fit: int, narrowest: int) -> bool:
+    """Whether a batch is solved in its fit rows' row space (``row_space``): cross-validated,
+    with fewer fit images than its narrowest stage has dimensions (zero padding then never
+    reaches the basis). The change is exact; it pays for its QR factorization when the
+    solve takes hundreds of iterations, as a walk over a C grid at ``cv.TOLERANCE`` does
+    (benchmarks/bench_cv_grid.py), not for one C at 1e-4."""
+    return protocol.folds is not None and n_fit < narrowest
 
 
 def _cross_validate(
@@ -372,7 +394,7 @@ def _cross_validate(
     converged: list[bool] = []
     for first in range(0, n_stages, chunk):
         stages = range(first, min(first + chunk, n_stages))
-        part = Features(fit.x[stages.start : stages.stop], fit.run, fit.batched)
+        part = fit.stages(stages.start, stages.stop)
         problems = Problems(
             targets=targets,
             binary=binary,

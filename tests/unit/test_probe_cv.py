@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from pytest_medprobe import config, cv, lbfgs, torch_probes
+from pytest_medprobe import config, cv, lbfgs, stage_features, torch_probes
 from pytest_medprobe.config import resolve_settings
 from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.probes import ProbeSettings, balanced_accuracy, build_probe_curve, fit_stage_probes
@@ -110,7 +110,9 @@ def test_the_grid_is_one_batched_solve_of_every_stage_c_and_fold(monkeypatch: py
     solves: list[tuple[int, tuple[int, ...]]] = []
     real_solve = lbfgs.solve
 
-    def counting(features: lbfgs.Features, problems: lbfgs.Problems, *args: object, **kwargs: object) -> object:
+    def counting(
+        features: stage_features.Features, problems: lbfgs.Problems, *args: object, **kwargs: object
+    ) -> object:
         solves.append((features.x.shape[0], tuple(problems.l2.shape)))
         solution = real_solve(features, problems, *args, **kwargs)  # type: ignore[arg-type]
         assert solution.n_iter.shape == problems.l2.shape and bool(solution.converged.all())
