@@ -7,10 +7,12 @@ seeded, each stage with its own class signal (from none at stage 0 to well separ
 stage 32), shared latent factors and per-column scales and offsets; the first 1000 images
 fit the probes, the last 1000 test them. Both sides choose each stage's C among the same
 grid by the same stratified folds (``cv.stratified_folds``, seed 0) and the same score
-(balanced accuracy), then refit on the whole fit split:
+(balanced accuracy), every fit solved to the protocol's tolerance (``cv.TOLERANCE``, a
+largest gradient entry of 1e-6), then refit on the whole fit split:
 
 - torch: ``torch_probes.fit_stages(c_grid=...)``, every stage x C x fold in one batched
-  L-BFGS solve, then the refits, on ``--device``;
+  L-BFGS solve (in each stage's row space: 1000 fit images < 2048 dims), then the refits,
+  on ``--device``;
 - scikit-learn: ``sklearn_probes.fit_one`` per stage, i.e. ``StandardScaler`` then
   ``LogisticRegressionCV(Cs=grid, cv=<the same folds>, scoring="balanced_accuracy")``,
   one BLAS thread (threaded BLAS and torch fighting over two cores made fits 20-60x slower).

@@ -15,9 +15,10 @@ Rows are ordered stage by stage, so that the rows of one stage share one product
 its features (``stage_features``).
 
 L-BFGS with 10 correction pairs (scipy's maxcor), stopped per row by scipy's rules as
-scikit-learn runs them: the largest gradient entry at most ``tol`` (1e-4), or a relative
-decrease of the objective below 64 machine epsilons; a row still short of that after
-``max_iter`` iterations is reported unconverged. The line search is near-exact and costs
+scikit-learn runs them: the largest gradient entry at most ``tol`` (1e-4; 1e-6 under a C
+grid), read in the features' own coordinates also when the rows solve in their row space
+(``Features.within``), or a relative decrease of the objective below 64 machine
+epsilons; a row still short of that after ``max_iter`` iterations is reported unconverged. The line search is near-exact and costs
 no product: logits are affine in the step length, so one product per iteration gives
 every trial step's logits.
 
