@@ -67,8 +67,8 @@ def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(value), 6) for value in values]
 
 
-def make_entry(result: PairResult, line: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
-    """The baseline entry of one pair."""
+def make_entry(result: PairResult, line: str, n_bootstrap: int, seed: int, probe: Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline entry of one pair; ``probe``: the run's probe protocol (``ProbeSettings.protocol``)."""
     from pytest_medprobe.health import health_samples
 
     curve = result.curve
@@ -78,6 +78,7 @@ def make_entry(result: PairResult, line: str, n_bootstrap: int, seed: int) -> di
         "model": {"name": result.pair.model, "fingerprint": result.source.fingerprint},
         "dataset": {"name": result.dataset.name, "fingerprint": result.dataset.fingerprint, "split": SPLIT},
         "bootstrap": {"n": n_bootstrap, "seed": seed, "n_test": result.dataset.n_test},
+        "probe": dict(probe),
         "stages": curve.to_records(),
         "answer": {"score": curve.answer.score, "low": curve.answer.low, "high": curve.answer.high},
         "health": result.health.as_dict(),
@@ -258,6 +259,39 @@ class BaselineComparison:
         return with_power(verdict, lambda check: self.tolerance, self.n_test)
 
 
+def _describe_protocol(protocol: Mapping[str, Any]) -> str:
+    if "c_grid" in protocol:
+        grid = ",".join(f"{c:g}" for c in protocol["c_grid"])
+        choice = f"C chosen among {grid} by {protocol['cv_folds']}-fold cross-validation"
+    else:
+        choice = f"C = {protocol.get('c', '?'):g}"
+    return f"the {protocol.get('backend', '?')} backend, {choice}, tolerance {protocol.get('tolerance', '?'):g}"
+
+
+def check_protocol(key: str, entry: Mapping[str, Any], probe: Mapping[str, Any]) -> None:
+    """Refuse to compare a candidate with a baseline entry probed under another protocol.
+
+    Scores of two protocols (backend, C or C grid, solver tolerance) differ by the protocol,
+    not by the model: a gate across them would judge the probe. An entry saved before
+    entries recorded their protocol is read as the default protocol of that time (the
+    torch backend, C = 1, tolerance 1e-4), which the default protocol still is.
+    """
+    from pytest_medprobe.probes import ProbeSettings
+
+    recorded = "probe" in entry
+    stored = entry["probe"] if recorded else ProbeSettings().protocol()
+    if stored == dict(probe):
+        return
+    read_as = "" if recorded else " (the entry records no protocol: saved by an older version, read as the defaults)"
+    raise MedprobeUsageError(
+        f"baseline entry {key!r} was probed with {_describe_protocol(stored)}{read_as}; this run probes with "
+        f"{_describe_protocol(probe)}. Scores of two probe protocols differ by the protocol, not by the model, so "
+        f"the gate cannot compare them. Gate with the baseline's probe settings ({mention('probe_backend')}, "
+        f"{mention('probe_c')}, {mention('probe_c_grid')}, {mention('probe_cv_folds')}), or save a baseline of "
+        f"the last release under this run's settings ({mention_full('save_baseline_path')})."
+    )
+
+
 def compare(
     result: PairResult,
     key: str,
@@ -266,9 +300,12 @@ def compare(
     seed: int,
     tolerance: float,
     decision: Decision,
+    probe: Mapping[str, Any],
 ) -> BaselineComparison:
+    """``result`` against its baseline ``entry``, probed with the same ``probe`` protocol (else a usage error)."""
     from pytest_medprobe.health import health_samples
 
+    check_protocol(key, entry, probe)
     curve = result.curve
     bootstrap = {"n": n_bootstrap, "seed": seed, "n_test": result.dataset.n_test}
     return BaselineComparison(

@@ -53,9 +53,16 @@ class BaselineGate:
                 seed=self.settings.seed,
                 tolerance=self.settings.tolerance,
                 decision=self.settings.decision,
+                probe=self._protocol(),
             )
         self._comparisons[pair] = comparison
         return comparison
+
+    def _protocol(self) -> dict[str, Any]:
+        """This run's probe protocol, as baseline entries record it."""
+        from pytest_medprobe.prober import probe_settings
+
+        return probe_settings(self.settings).protocol()
 
     def compared(self, pair: Pair) -> BaselineComparison | None:
         """The comparison made for ``pair`` so far, if any (for the reports)."""
@@ -66,5 +73,7 @@ class BaselineGate:
         from pytest_medprobe.baseline import default_release_line, entry_key, make_entry
 
         line = self.settings.label or default_release_line(result.pair.model, result.source.fingerprint)
-        entry = make_entry(result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed)
+        entry = make_entry(
+            result, line, n_bootstrap=self.settings.n_bootstrap, seed=self.settings.seed, probe=self._protocol()
+        )
         return entry_key(line, result.dataset.fingerprint), entry

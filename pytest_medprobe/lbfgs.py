@@ -18,9 +18,9 @@ L-BFGS with 10 correction pairs (scipy's maxcor), stopped per row by scipy's rul
 scikit-learn runs them: the largest gradient entry at most ``tol`` (1e-4; 1e-6 under a C
 grid), read in the features' own coordinates also when the rows solve in their row space
 (``Features.within``), or a relative decrease of the objective below 64 machine
-epsilons; a row still short of that after ``max_iter`` iterations is reported unconverged. The line search is near-exact and costs
-no product: logits are affine in the step length, so one product per iteration gives
-every trial step's logits.
+epsilons; a row still short of that after ``max_iter`` iterations is reported
+unconverged. The line search is near-exact and costs no product: logits are affine in the
+step length, so one product per iteration gives every trial step's logits.
 
 Precision: features float32 (the products read them; float32 halves that traffic, and on
 a GPU float32 is the fast path on every card, where float64 runs 2x (H100) to 64x (consumer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,26 @@ class ProbeSettings:
     def cross_validated(self) -> bool:
         """Whether each stage's C is chosen by cross-validation."""
         return len(self.c_grid) > 1
+
+    def protocol(self) -> dict[str, Any]:
+        """What a probe score depends on besides the features and the labels: the backend,
+        the C (or the grid and its folds) and the solver's tolerance. A baseline entry keeps
+        it, so that a gate never compares scores of two protocols as two models (JSON-plain)."""
+        from pytest_medprobe import cv
+        from pytest_medprobe.torch_probes import SINGLE_C_TOLERANCE
+
+        if self.cross_validated:
+            return {
+                "backend": self.backend,
+                "c_grid": list(self.c_grid),
+                "cv_folds": self.cv_folds,
+                "tolerance": cv.TOLERANCE,
+            }
+        return {
+            "backend": self.backend,
+            "c": self.c_grid[0] if self.c_grid else self.c,
+            "tolerance": SINGLE_C_TOLERANCE,
+        }
 
 
 @dataclass(frozen=True)

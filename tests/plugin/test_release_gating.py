@@ -196,3 +196,41 @@ def test_junit_xml_carries_statistic_interval_threshold_and_verdict_of_every_aud
     assert connector["medprobe_connector_fidelity_verdict"] == "pass"
     for mode in ("visual_representation", "llm_comprehension", "semantic_mapping", "health"):
         assert f"medprobe_{mode}_statistic" in properties[f"test_{mode}[medprobe-tiny-synthetic-lesions]"]
+
+
+def test_a_baseline_probed_under_another_protocol_is_refused_not_compared(
+    pytester: pytest.Pytester, shared_cache: Path
+) -> None:
+    """Scores of two probe protocols differ by the protocol: a gate across them would judge the probe."""
+    _copy_audits(pytester)
+    _gate(pytester, shared_cache, "--medprobe-save-baseline=base.json", "-k", "health")
+    [entry] = json.loads((pytester.path / "base.json").read_text())["entries"].values()
+    assert entry["probe"] == {"backend": "torch", "c": 1.0, "tolerance": 1e-4}
+    other = _gate(
+        pytester, shared_cache, "--medprobe-baseline=base.json", "--medprobe-probe-c-grid=0.1,1", "-k", "regression"
+    )
+    assert other.ret != pytest.ExitCode.OK
+    assert "passed" not in other.parseoutcomes()
+    other.stdout.fnmatch_lines(
+        [
+            "*baseline entry 'medprobe-tiny|*|test' was probed with the torch backend, C = 1, tolerance 0.0001; "
+            "this run probes with the torch backend, C chosen among 0.1,1 by 5-fold cross-validation, tolerance 1e-06*"
+            "--medprobe-probe-c-grid*--medprobe-save-baseline*",
+        ]
+    )
+
+
+def test_an_entry_that_records_no_protocol_is_read_as_the_default_one() -> None:
+    from pytest_medprobe.baseline import check_protocol
+    from pytest_medprobe.errors import MedprobeUsageError
+    from pytest_medprobe.probes import ProbeSettings
+
+    legacy: dict[str, object] = {"release_line": "r1"}  # saved before entries kept their probe protocol
+    check_protocol("r1|f|test", legacy, ProbeSettings().protocol())
+    check_protocol("r1|f|test", legacy, ProbeSettings(c_grid=(1.0,)).protocol())  # a grid of one is that C
+    with pytest.raises(MedprobeUsageError, match=r"records no protocol.*read as the defaults.*C chosen among 0\.1,1"):
+        check_protocol("r1|f|test", legacy, ProbeSettings(c_grid=(0.1, 1.0)).protocol())
+    with pytest.raises(MedprobeUsageError, match=r"the sklearn backend, C = 1.*the torch backend, C = 1"):
+        check_protocol("r1|f|test", {"probe": ProbeSettings(backend="sklearn").protocol()}, ProbeSettings().protocol())
+    grid = ProbeSettings(c_grid=(0.1, 1.0), cv_folds=3).protocol()
+    check_protocol("r1|f|test", json.loads(json.dumps({"probe": grid})), grid)  # a JSON round trip keeps it equal
