@@ -54,7 +54,9 @@ def _probe_record(settings: MedprobeSettings) -> dict[str, Any]:
     that the record of a run with the defaults reads as it always has."""
     record: dict[str, Any] = {"backend": settings.probe_backend, "c": settings.probe_c}
     if settings.probe_c_grid:
-        record.update(c_grid=list(settings.probe_c_grid), cv_folds=settings.probe_cv_folds)
+        from pytest_medprobe.cv import TOLERANCE
+
+        record.update(c_grid=list(settings.probe_c_grid), cv_folds=settings.probe_cv_folds, tolerance=TOLERANCE)
     if settings.probe_device != "auto":
         record["device_requested"] = settings.probe_device
     record["n_bootstrap"] = settings.n_bootstrap

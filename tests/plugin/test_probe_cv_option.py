@@ -33,6 +33,7 @@ def test_a_c_grid_reaches_the_probes_and_the_results_file_names_each_chosen_c(
     assert run["pixels"]["c"] in GRID
     probe = document["settings"]["probe"]
     assert (probe["c_grid"], probe["cv_folds"], probe["device_requested"]) == (list(GRID), 3, "cpu")
+    assert probe["tolerance"] == 1e-6  # every fit under cross-validation (metrics.md §2)
 
 
 def test_the_python_entry_point_takes_the_grid_and_reports_each_chosen_c(shared_cache: Path) -> None:
