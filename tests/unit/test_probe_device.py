@@ -19,6 +19,7 @@ from pytest_medprobe.errors import MedprobeUsageError, ModelLoadError
 from pytest_medprobe.session import AuditSession
 from pytest_medprobe.torch_probes import fit_stages, resolve_probe_device
 from tests.unit.test_probe_backends import _bank
+from tests.unit.test_row_space import _wide_bank
 
 GRID = (0.01, 0.1, 1.0)
 
@@ -36,9 +37,13 @@ class _DevicesSeen(torch.utils._python_dispatch.TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("grid", [(), GRID], ids=["fixed-c", "c-grid"])
-def test_every_tensor_of_a_fit_is_made_on_the_probe_device(grid: tuple[float, ...]) -> None:
-    bank, fit_y, _ = _bank(3)
+@pytest.mark.parametrize(
+    ("grid", "wide"),
+    [((), False), (GRID, False), (GRID, True)],
+    ids=["fixed-c", "c-grid", "c-grid-in-the-row-space"],  # the last: more dimensions than fit images
+)
+def test_every_tensor_of_a_fit_is_made_on_the_probe_device(grid: tuple[float, ...], wide: bool) -> None:
+    bank, fit_y, _ = _wide_bank(3) if wide else _bank(3)
     expected = fit_stages(bank, fit_y, c_grid=grid, device="cpu")
     torch.set_default_device("meta")  # a tensor made without the probe device lands here
     try:
