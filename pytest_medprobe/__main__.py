@@ -97,9 +97,10 @@ def _extract(arguments: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pytest_medprobe.commands import ALL_PAIRS_FLAG, SHARD_FLAG
-    from pytest_medprobe.config import EXTRACT_SETTINGS, resolve_settings
+    from pytest_medprobe.config import CACHE, EXTRACT_SETTINGS, resolve_settings
     from pytest_medprobe.errors import MedprobeUsageError
     from pytest_medprobe.launcher import launcher_rank
+    from pytest_medprobe.naming import mention
     from pytest_medprobe.preflight import check_sources
     from pytest_medprobe.session import AuditSession
     from pytest_medprobe.shards import Shard, rank_device
@@ -134,9 +135,25 @@ def _extract(arguments: argparse.Namespace) -> int:
         echo(line)
     if arguments.medprobe_plan:
         return 0
-    if shard is not None:
-        return _extract_shards(session, shard)
-    return _extract_models(session, rank)
+    try:  # the cache is this command's only output: a run that cannot keep anything must not start
+        session.store.cache.check_writable()
+    except OSError as exc:
+        print(
+            f"error: extract fills the feature cache, and {settings.cache_dir} cannot be written ({exc}), so "
+            f"nothing it extracts would be kept. Point {mention(CACHE.dest)} at a writable folder, free space, or fix "
+            "the folder's permissions.",
+            file=sys.stderr,
+        )
+        return 2
+    status = _extract_shards(session, shard) if shard is not None else _extract_models(session, rank)
+    if session.store.cache.unwritable:  # it filled up or turned read-only during the run (said above)
+        print(
+            f"error: the feature cache {settings.cache_dir} could not be written during extraction (above): "
+            "the features of this run are not stored; run the command again once it can be.",
+            file=sys.stderr,
+        )
+        return 1
+    return status
 
 
 def _extract_models(session: Any, rank: tuple[int, int] | None) -> int:

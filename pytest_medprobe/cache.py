@@ -112,6 +112,19 @@ class FeatureCache:
                 f"the folder's permissions, or point {mention('cache_dir')} at a writable folder."
             )
 
+    @property
+    def unwritable(self) -> bool:
+        """Whether a write failed (it was said once; nothing later is tried)."""
+        return self._unwritable
+
+    def check_writable(self) -> None:
+        """Raise ``OSError`` unless a file can be made where entries go (``root/features``):
+        for the ``extract`` command, whose only output is the cache."""
+        folder = self.root / "features"
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".writable."):
+            pass
+
     def entry_dir(self, key: str) -> Path:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             raise ValueError(f"cache keys are SHA-256 hex digests, got {key!r}")

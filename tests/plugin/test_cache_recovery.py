@@ -61,3 +61,39 @@ def test_an_unwritable_cache_is_reported_once_and_the_audits_run_from_memory(
     assert record["features"]["forward_passes"] > 0
     result.stdout.fnmatch_lines(["*medprobe notices*", "the feature cache * cannot be written (*); carrying on*"])
     assert result.stdout.str().count("cannot be written") == 1
+
+
+def test_the_extract_command_refuses_a_cache_it_cannot_write_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The audits carry on from memory; ``extract``, whose only output is the cache, must not pass."""
+    from pytest_medprobe.__main__ import main
+
+    (tmp_path / "not-a-folder").write_text("")
+    for mode in ([], ["--all-pairs"], ["--shard", "1/2"]):
+        status = main(["extract", f"--medprobe-cache={tmp_path / 'not-a-folder'}", "--max-samples=40", *mode])
+        captured = capsys.readouterr()
+        assert status == 2, mode
+        assert "error: extract fills the feature cache, and" in captured.err and "--medprobe-cache" in captured.err
+        assert "loading medprobe-tiny" not in captured.out and "extracted (" not in captured.out  # nothing ran
+
+
+def test_the_extract_command_fails_when_the_cache_fills_up_during_the_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pytest_medprobe import cache
+    from pytest_medprobe.__main__ import main
+
+    def full(*args: object, **kwargs: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "write_bank", full)
+    status = main(["extract", f"--medprobe-cache={tmp_path / 'cache'}", "--max-samples=40"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "No space left on device" in caplog.text  # the cache's own notice, said once
+    assert "error: the feature cache" in captured.err and "the features of this run are not stored" in captured.err
+    assert not list((tmp_path / "cache" / "features").rglob("*.safetensors"))  # nothing half-written
