@@ -1,5 +1,5 @@
 """Command line: ``extract [--all-pairs | --shard I/N]``, ``rerun RESULTS.json``,
-``zoo export DIR [--variant FAULT]`` and ``zoo train``.
+``zoo export DIR [--variant FAULT | --model NAME]`` and ``zoo train``.
 
 ``extract`` fills the feature cache the audits read, with the settings ``pytest`` takes
 (same flags, same cache key), alone or as one rank of ``torchrun`` / ``accelerate launch``:
@@ -32,10 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     zoo = commands.add_parser("zoo", help="the reference model and its planted-fault variants")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True)
-    export = zoo_commands.add_parser("export", help="write medprobe-tiny (or a variant) as a checkpoint directory")
+    export = zoo_commands.add_parser(
+        "export", help="write medprobe-tiny (or a variant, or any built-in model) as a checkpoint directory"
+    )
     export.add_argument("directory", type=Path)
-    export.add_argument(
+    which = export.add_mutually_exclusive_group()
+    which.add_argument(
         "--variant", default=None, help="a planted fault: blind-vision, lossy-connector, forgetful-llm, misaligned-head"
+    )
+    which.add_argument(
+        "--model",
+        default=None,
+        help="any built-in model, as --model names it in an audit: medprobe-tiny, medprobe-tiny:FAULT, "
+        "medprobe-tiny-wide, medprobe-tiny-wide:injective-connector, medprobe-tiny-wide:rank-limited-connector, "
+        "tiny-llava",
     )
     train = zoo_commands.add_parser("train", help="retrain medprobe-tiny (CPU, fixed seed)")
     train.add_argument("--out", type=Path, default=SHIPPED_DIR, help=f"where to save it (default: {SHIPPED_DIR})")
@@ -245,15 +255,22 @@ def _run(arguments: argparse.Namespace) -> int:
         return _extract(arguments)
     if arguments.command == "rerun":
         return _rerun(arguments)
-    from pytest_medprobe.zoo import export, fault_names
+    from pytest_medprobe.zoo import REFERENCE_NAME, export, fault_names
 
     if arguments.zoo_command == "export":
+        from pytest_medprobe.config import MODEL
+        from pytest_medprobe.models.builtin import BUILTIN_MODELS
+
         if arguments.variant is not None and arguments.variant not in fault_names():
             print(f"unknown variant {arguments.variant!r}; known: {', '.join(fault_names())}", file=sys.stderr)
             return 2
-        written = export(arguments.directory, arguments.variant)
-        from pytest_medprobe.config import MODEL
-
+        if arguments.model is not None and arguments.model not in BUILTIN_MODELS:
+            print(f"unknown built-in model {arguments.model!r}; known: {', '.join(BUILTIN_MODELS)}", file=sys.stderr)
+            return 2
+        name = arguments.model or (f"{REFERENCE_NAME}:{arguments.variant}" if arguments.variant else REFERENCE_NAME)
+        builtin = BUILTIN_MODELS[name]
+        # The shipped reference is copied; every other built-in model is built into the folder.
+        written = builtin.locate(arguments.directory) if builtin.writes_cache else export(arguments.directory)
         print(f"wrote {written}; audit it with: pytest audits/ {MODEL.flag}={written}")
         return 0
     from dataclasses import replace

@@ -118,13 +118,21 @@ def test_verdicts_are_the_same_under_other_seeds(tmp_path_factory: pytest.TempPa
         assert failing == expected, (model, seed, result.curve)
 
 
-@pytest.mark.parametrize("fault", [None, *FAULT_MODE])
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ([], REFERENCE_NAME),
+        *[(["--variant", fault], f"{REFERENCE_NAME}:{fault}") for fault in FAULT_MODE],
+        (["--model", f"{WIDE_NAME}:injective-connector"], f"{WIDE_NAME}:injective-connector"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
 def test_an_exported_checkpoint_gives_the_same_verdicts_as_the_zoo_name(
-    pytester: pytest.Pytester, shared_cache: Path, fault: str | None
+    pytester: pytest.Pytester, shared_cache: Path, options: list[str], name: str
 ) -> None:
     directory = pytester.path / "exported"
     command = [sys.executable, "-m", "pytest_medprobe", "zoo", "export", str(directory)]
-    subprocess.run(command + ([] if fault is None else ["--variant", fault]), check=True, capture_output=True)
+    subprocess.run(command + options, check=True, capture_output=True)
     assert (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
     pytester.makepyfile(
         """
@@ -132,7 +140,6 @@ def test_an_exported_checkpoint_gives_the_same_verdicts_as_the_zoo_name(
             pass
         """
     )
-    name = REFERENCE_NAME if fault is None else f"{REFERENCE_NAME}:{fault}"
     runs = {}
     for model in (name, str(directory)):
         pytester.runpytest(f"--model={model}", f"--medprobe-cache={shared_cache}", "--medprobe-json=r.json")
