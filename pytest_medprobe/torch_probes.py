@@ -312,6 +312,7 @@ def _fit_all(
         if _in_row_space(protocol, n_fit, min(widths[name] for name in names)):
             coords, basis = factorize(fit_x, run)
             fit = Features(coords, run, batched, basis)
+        del fit_x  # the solves read ``fit`` only (in the row space, the features are not needed again)
         chosen, cv_scores, start, folds_converged = _cross_validate(fit, targets, binary, n_out, protocol, fit_y)
         whole = Problems(
             targets=targets,
@@ -327,7 +328,7 @@ def _fit_all(
         if fit.row_space is not None:  # back to the features' coordinates: W = Q·β
             weights = fit.row_space.expand(range(len(names)), theta[..., :-1])
             theta = torch.cat([weights, theta[..., -1:]], dim=2)
-        del fit, fit_x
+        del fit
         test = Features(test_x, run, batched)
         scores = full_logits(logits(test, range(len(names)), theta), binary)  # [S, K, n_test]
         # argmax keeps the first of tied classes, as scikit-learn's predict does.

@@ -211,6 +211,7 @@ def test_a_baseline_probed_under_another_protocol_is_refused_not_compared(
     )
     assert other.ret != pytest.ExitCode.OK
     assert "passed" not in other.parseoutcomes()
+    assert "During handling" not in other.stdout.str()  # the message alone, no chained traceback
     other.stdout.fnmatch_lines(
         [
             "*baseline entry 'medprobe-tiny|*|test' was probed with the torch backend, C = 1, tolerance 0.0001; "
