@@ -120,3 +120,13 @@ def test_cross_validated_fits_stop_at_the_protocol_tolerance(monkeypatch: pytest
     fit_stages({"wide": bank["wide"]}, fit_y, c_grid=GRID)
     fit_stages({"wide": bank["wide"]}, fit_y, c=1.0)
     assert seen == [cv.TOLERANCE, cv.TOLERANCE, torch_probes.SINGLE_C_TOLERANCE]
+
+
+def test_chunking_a_row_space_solve_for_memory_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    bank, fit_y, _ = _wide_bank(4)
+    whole = fit_stages(bank, fit_y, c_grid=GRID)
+    monkeypatch.setattr(torch_probes, "SOLVER_MEMORY", 1)  # one stage per chunk, each with its own basis
+    chunked = fit_stages(bank, fit_y, c_grid=GRID)
+    for name in bank:
+        assert chunked[name].c == whole[name].c and chunked[name].cv_scores == whole[name].cv_scores
+        np.testing.assert_allclose(chunked[name].coef, whole[name].coef, atol=1e-9)
