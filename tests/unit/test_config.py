@@ -50,6 +50,10 @@ def test_ini_keys_are_the_flags_with_a_medprobe_prefix() -> None:
         (config.DECISION, "majority", "confident-fail"),
         (config.PROBE_C, "0", "positive"),
         (config.ANSWER_MODE, "logits", "letter-logits, generate"),
+        (config.PROBE_C_GRID, "0.1,zero", "positive numbers"),
+        (config.PROBE_C_GRID, "0.1,-1", "positive numbers"),
+        (config.PROBE_CV_FOLDS, "1", "a whole number >= 2"),
+        (config.PROBE_DEVICE, "tpu", "auto, cpu, cuda or cuda:<index>"),
     ],
 )
 def test_a_bad_value_names_the_setting_the_value_and_what_is_allowed(

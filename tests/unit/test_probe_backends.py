@@ -48,6 +48,32 @@ def _bank(n_classes: int, seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np
     return bank, y[:N_FIT], y[N_FIT:]
 
 
+def curve_arguments(
+    bank: dict[str, tuple[np.ndarray, np.ndarray]],
+    fit_y: np.ndarray,
+    test_y: np.ndarray,
+    names: list[str],
+    sources: list[str],
+    pixels: tuple[np.ndarray, np.ndarray],
+) -> dict[str, object]:
+    """``build_probe_curve``'s arguments (but the settings) for a 4-class curve whose stages
+    ``names`` take the bank's stages ``sources`` in turn, with perfect answers and ``pixels``
+    (fit, test) as the pixel floor."""
+    features = {name: bank[sources[index % len(sources)]] for index, name in enumerate(names)}
+    return dict(
+        fit_features={name: fit for name, (fit, _) in features.items()},
+        test_features={name: test for name, (_, test) in features.items()},
+        fit_labels=fit_y,
+        test_labels=test_y,
+        answers=test_y,
+        pixel_fit=pixels[0],
+        pixel_test=pixels[1],
+        n_classes=4,
+        stage_names=names,
+        has_image_view=True,
+    )
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_both_backends_agree_within_a_hundredth_on_every_stage(n_classes: int) -> None:
     bank, fit_y, test_y = _bank(n_classes)
@@ -131,19 +157,9 @@ def test_a_probe_that_hits_max_iter_is_reported_unconverged_on_both_backends(bac
 def test_build_probe_curve_gives_the_same_curve_on_both_backends() -> None:
     bank, fit_y, test_y = _bank(4)
     names = stage_order(0, 2, has_image_view=True)
-    sources = ["strong", "middle", "weak", "noise", "narrow"]
-    stage_features = {name: bank[sources[index % len(sources)]] for index, name in enumerate(names)}
-    arguments = dict(
-        fit_features={name: fit for name, (fit, _) in stage_features.items()},
-        test_features={name: test for name, (_, test) in stage_features.items()},
-        fit_labels=fit_y,
-        test_labels=test_y,
-        answers=test_y,
-        pixel_fit=bank["narrow"][0][:, :5],
-        pixel_test=bank["narrow"][1][:, :5],
-        n_classes=4,
-        stage_names=names,
-        has_image_view=True,
+    narrow_pixels = (bank["narrow"][0][:, :5], bank["narrow"][1][:, :5])
+    arguments = curve_arguments(
+        bank, fit_y, test_y, names, ["strong", "middle", "weak", "noise", "narrow"], narrow_pixels
     )
     curves = {
         backend: build_probe_curve(**arguments, settings=ProbeSettings(n_bootstrap=50, backend=backend))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from pytest_medprobe.errors import DatasetError, MedprobeUsageError
 from pytest_medprobe.probes import ProbeSettings, balanced_accuracy, build_probe_curve, fit_stage_probes
 from pytest_medprobe.stages import stage_order
 from pytest_medprobe.torch_probes import fit_stages
-from tests.unit.test_probe_backends import _bank
+from tests.unit.test_probe_backends import _bank, curve_arguments
 
 GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -146,20 +146,8 @@ def test_a_single_fit_class_under_a_grid_predicts_it_with_the_strongest_c(backen
 def test_the_curve_and_its_records_report_each_chosen_c() -> None:
     bank, fit_y, test_y = _bank(4)
     names = stage_order(0, 1, has_image_view=True)
-    sources = ["strong", "middle", "weak", "noise"]
-    features = {name: bank[sources[index % len(sources)]] for index, name in enumerate(names)}
-    arguments = dict(
-        fit_features={name: fit for name, (fit, _) in features.items()},
-        test_features={name: test for name, (_, test) in features.items()},
-        fit_labels=fit_y,
-        test_labels=test_y,
-        answers=test_y,
-        pixel_fit=bank["narrow"][0],
-        pixel_test=bank["narrow"][1],
-        n_classes=4,
-        stage_names=names,
-        has_image_view=True,
-    )
+    arguments = curve_arguments(bank, fit_y, test_y, names, ["strong", "middle", "weak", "noise"], bank["narrow"])
+    features = {name: (arguments["fit_features"][name], arguments["test_features"][name]) for name in names}
     curve = build_probe_curve(**arguments, settings=ProbeSettings(n_bootstrap=20, c_grid=GRID))  # type: ignore[arg-type]
     expected = fit_stages({"pixels": bank["narrow"], **features}, fit_y, c_grid=GRID)
     assert curve.chosen_c == {name: fit.c for name, fit in expected.items()}
@@ -175,23 +163,6 @@ def test_the_curve_and_its_records_report_each_chosen_c() -> None:
 )
 def test_the_c_grid_setting_reads_commas_spaces_and_tuples(raw: object, expected: tuple[float, ...]) -> None:
     assert resolve_settings({}, {config.PROBE_C_GRID.ini: raw}, Path(".")).probe_c_grid == expected
-
-
-@pytest.mark.parametrize(
-    ("setting", "value", "allowed"),
-    [
-        (config.PROBE_C_GRID, "0.1,zero", "positive numbers"),
-        (config.PROBE_C_GRID, "0.1,-1", "positive numbers"),
-        (config.PROBE_CV_FOLDS, "1", "a whole number >= 2"),
-        (config.PROBE_DEVICE, "tpu", "auto, cpu, cuda or cuda:<index>"),
-    ],
-)
-def test_bad_cross_validation_and_device_settings_name_the_setting(
-    setting: config.Setting, value: str, allowed: str
-) -> None:
-    with pytest.raises(MedprobeUsageError) as caught:
-        resolve_settings({setting.dest: value}, {}, Path("."))
-    assert setting.flag in str(caught.value) and allowed in str(caught.value) and repr(value) in str(caught.value)
 
 
 def test_the_sklearn_backend_refuses_a_gpu_probe_device() -> None:
