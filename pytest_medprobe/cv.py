@@ -4,7 +4,8 @@ This module owns the parts both probe backends share, so that they choose alike:
 folds (stratified, fixed by the seed), the score of a fold (balanced accuracy on its
 held-out samples, computed exactly as scikit-learn's ``balanced_accuracy_score``) and the
 pick (the best mean score over the folds; a tie goes to the smaller C, the stronger
-regularization), and the solver tolerance of every fit under cross-validation. numpy only.
+regularization), and the solver tolerances (under cross-validation and for one fixed C), so
+that both backends stop alike. numpy only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ TIE = 1e-12
 # 13 of 33 stages and differed by up to 0.016 on the test split; at 1e-6 they agree to
 # within 0.01 on every stage, and on 3 near-chance stages checked one by one exactly).
 TOLERANCE = 1e-6
+FIXED_C_TOLERANCE = 1e-4  # a probe with one fixed C: scikit-learn's default
+
+
+def tolerance(cross_validated: bool) -> float:
+    """The largest gradient entry at which a probe's solver stops, in both backends."""
+    return TOLERANCE if cross_validated else FIXED_C_TOLERANCE
 
 
 def fold_count(labels: np.ndarray, requested: int) -> int:

@@ -189,7 +189,7 @@ def _line_search(
     # Each trial's slope and curvature are inner products of its probabilities with these,
     # computed once: [R, K·n] each.
     weighted_dz = (full_dz * weights[:, None, :]).flatten(1)
-    weighted_dz2 = (weighted_dz * full_dz.flatten(1)).flatten(1)
+    weighted_dz2 = weighted_dz * full_dz.flatten(1)
     target_dz = torch.linalg.vecdot(problems.targets.flatten()[None, :], weighted_dz)
     lo = torch.zeros_like(start)
     hi = torch.full_like(start, float("inf"))

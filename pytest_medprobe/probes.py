@@ -62,19 +62,18 @@ class ProbeSettings:
         the C (or the grid and its folds) and the solver's tolerance. A baseline entry keeps
         it, so that a gate never compares scores of two protocols as two models (JSON-plain)."""
         from pytest_medprobe import cv
-        from pytest_medprobe.torch_probes import SINGLE_C_TOLERANCE
 
         if self.cross_validated:
             return {
                 "backend": self.backend,
                 "c_grid": list(self.c_grid),
                 "cv_folds": self.cv_folds,
-                "tolerance": cv.TOLERANCE,
+                "tolerance": cv.tolerance(cross_validated=True),
             }
         return {
             "backend": self.backend,
             "c": self.c_grid[0] if self.c_grid else self.c,
-            "tolerance": SINGLE_C_TOLERANCE,
+            "tolerance": cv.tolerance(cross_validated=False),
         }
 
 

@@ -60,7 +60,7 @@ def fit_one(
             l1_ratios=(0.0,),  # L2 only; naming it keeps scikit-learn 1.9 from warning
             solver="lbfgs",
             max_iter=max_iter,
-            tol=cv.TOLERANCE,
+            tol=cv.tolerance(cross_validated=True),
             random_state=seed,
             use_legacy_attributes=False,  # C_ a float (the legacy default warns in 1.9)
         )
@@ -68,7 +68,13 @@ def fit_one(
         # Penalty and multinomial loss are the defaults of every supported scikit-learn
         # (L2, and multinomial for lbfgs); naming them warns in some versions and errors
         # in others, and our suite turns warnings into errors.
-        model = LogisticRegression(C=grid[0] if grid else c, solver="lbfgs", max_iter=max_iter, random_state=seed)
+        model = LogisticRegression(
+            C=grid[0] if grid else c,
+            solver="lbfgs",
+            max_iter=max_iter,
+            tol=cv.tolerance(cross_validated=False),
+            random_state=seed,
+        )
     # One BLAS thread: these fits are small, and threaded BLAS fighting torch's threads
     # for two cores made a fit 20-60x slower here (0.4 s vs 7-25 s measured).
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1, user_api="blas"):

@@ -63,9 +63,9 @@ class Features:
         scale); rows not asked: False."""
         import torch
 
-        intercepts = asked & (torch.linalg.vector_norm(grad[..., -1], ord=float("inf"), dim=1) <= tol)
         if self.row_space is None:
-            return intercepts & (torch.linalg.vector_norm(grad.flatten(1), ord=float("inf"), dim=1) <= tol)
+            return asked & (torch.linalg.vector_norm(grad.flatten(1), ord=float("inf"), dim=1) <= tol)
+        intercepts = asked & (torch.linalg.vector_norm(grad[..., -1], ord=float("inf"), dim=1) <= tol)
         return self.row_space.within(stage_of, grad[..., :-1], tol, intercepts)
 
     def logits(self, stage_of: Sequence[int], weights: torch.Tensor, needed: Sequence[bool]) -> torch.Tensor:

@@ -55,7 +55,6 @@ SMALL_PADDING = 1 << 19
 SOLVER_MEMORY = 1 << 30
 STATE_BYTES_PER_WEIGHT = 8 * 8 + 20 * 4  # plus 8 per C of the grid
 STATE_BYTES_PER_LOGIT = 8 * 8  # plus 8 per C of the grid
-SINGLE_C_TOLERANCE = 1e-4  # scikit-learn's default; with a C grid, cv.TOLERANCE
 
 
 def resolve_probe_device(probe_device: str, audit_device: str) -> str:
@@ -221,8 +220,8 @@ def fit_stages(
     ``c``, ``max_iter`` and ``tol`` mean what they mean to ``LogisticRegression``. With two
     or more values in ``c_grid``, each stage's C is chosen among them by ``cv_folds``-fold
     stratified cross-validation (folds fixed by ``seed``; fewer folds when a class has fewer
-    fit samples) and ``c`` is not used. ``tol`` by default: scikit-learn's 1e-4 for one C,
-    ``cv.TOLERANCE`` with a grid. ``device`` is where the features go ("cpu", "cuda",
+    fit samples) and ``c`` is not used. ``tol`` by default: ``cv.tolerance`` (1e-4 for one C,
+    1e-6 with a grid). ``device`` is where the features go ("cpu", "cuda",
     "cuda:1"). ``threads``: how many feature products run at once on the CPU (default:
     torch's thread count); everything else runs on one torch thread, and torch's setting is
     restored afterwards.
@@ -251,7 +250,7 @@ def fit_stages(
     if len(grid) > 1:
         folds = cv.stratified_folds(fit_y, cv.fold_count(fit_y, cv_folds), seed)
     if tol is None:
-        tol = cv.TOLERANCE if folds is not None else SINGLE_C_TOLERANCE
+        tol = cv.tolerance(cross_validated=folds is not None)
     protocol = _Protocol(c=grid[0] if len(grid) == 1 else c, grid=grid, folds=folds, max_iter=max_iter, tol=tol)
     import torch
 

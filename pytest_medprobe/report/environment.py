@@ -54,9 +54,13 @@ def _probe_record(settings: MedprobeSettings) -> dict[str, Any]:
     that the record of a run with the defaults reads as it always has."""
     record: dict[str, Any] = {"backend": settings.probe_backend, "c": settings.probe_c}
     if settings.probe_c_grid:
-        from pytest_medprobe.cv import TOLERANCE
+        from pytest_medprobe.cv import tolerance
 
-        record.update(c_grid=list(settings.probe_c_grid), cv_folds=settings.probe_cv_folds, tolerance=TOLERANCE)
+        record.update(
+            c_grid=list(settings.probe_c_grid),
+            cv_folds=settings.probe_cv_folds,
+            tolerance=tolerance(cross_validated=True),
+        )
     if settings.probe_device != "auto":
         record["device_requested"] = settings.probe_device
     record["n_bootstrap"] = settings.n_bootstrap

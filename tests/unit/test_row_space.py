@@ -119,7 +119,7 @@ def test_cross_validated_fits_stop_at_the_protocol_tolerance(monkeypatch: pytest
     bank, fit_y, _ = _wide_bank(3)
     fit_stages({"wide": bank["wide"]}, fit_y, c_grid=GRID)
     fit_stages({"wide": bank["wide"]}, fit_y, c=1.0)
-    assert seen == [cv.TOLERANCE, cv.TOLERANCE, torch_probes.SINGLE_C_TOLERANCE]
+    assert seen == [cv.TOLERANCE, cv.TOLERANCE, cv.FIXED_C_TOLERANCE] == [1e-6, 1e-6, 1e-4]
 
 
 def test_chunking_a_row_space_solve_for_memory_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
