@@ -141,12 +141,14 @@ def _extract(arguments: argparse.Namespace) -> int:
     session.adopt_orphans = True  # this command is what extracts pairs a dead rank left
     from pytest_medprobe.plan import make_plan
 
-    for line in make_plan(session).lines():
+    plan = make_plan(session)
+    for line in plan.lines():
         echo(line)
     if arguments.medprobe_plan:
         return 0
     try:  # the cache is this command's only output: a run that cannot keep anything must not start
-        session.store.cache.check_writable()
+        if plan.writes:  # (a read-only shared cache that already holds every pair is fine)
+            session.store.cache.check_writable()
     except OSError as exc:
         print(
             f"error: extract fills the feature cache, and {settings.cache_dir} cannot be written ({exc}), so "

@@ -64,6 +64,11 @@ class MatrixPlan:
     def forward_passes(self) -> int:
         return sum(pair.forward_passes for pair in self.pairs)
 
+    @property
+    def writes(self) -> bool:
+        """Whether carrying out the plan writes the cache (a pair to extract, or shards to merge)."""
+        return any(pair.state in (PENDING, ORPHANED, SHARDS) for pair in self.pairs)
+
     def count(self, state: str) -> int:
         return sum(1 for pair in self.pairs if pair.state == state)
 

@@ -97,3 +97,24 @@ def test_the_extract_command_fails_when_the_cache_fills_up_during_the_run(
     assert "No space left on device" in caplog.text  # the cache's own notice, said once
     assert "error: the feature cache" in captured.err and "the features of this run are not stored" in captured.err
     assert not list((tmp_path / "cache" / "features").rglob("*.safetensors"))  # nothing half-written
+
+
+def test_the_extract_command_reads_a_read_only_cache_that_holds_every_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shared cache another user filled: nothing is left to write, so nothing must be refused."""
+    from pytest_medprobe.__main__ import main
+    from pytest_medprobe.cache import FeatureCache
+
+    options = ["extract", f"--medprobe-cache={tmp_path / 'cache'}", "--max-samples=40"]
+    assert main(options) == 0
+    capsys.readouterr()
+
+    def read_only(self: FeatureCache) -> None:
+        raise PermissionError(13, "Permission denied", str(self.root / "features"))
+
+    monkeypatch.setattr(FeatureCache, "check_writable", read_only)
+    assert main(options) == 0
+    assert "medprobe-tiny × synthetic-lesions: cached" in capsys.readouterr().out
+    (tmp_path / "other").mkdir()  # a pair still to extract is refused, before any model loads
+    assert main([*options[:1], f"--medprobe-cache={tmp_path / 'other'}", *options[2:]]) == 2
